@@ -1,0 +1,2 @@
+// Placeholder replaced by the SPIFFE bundle implementation.
+export declare class SpiffeBundle {}

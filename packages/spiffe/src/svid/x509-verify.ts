@@ -1,0 +1,219 @@
+import type { TrustDomain } from '../id/index.js';
+import type { SpiffeId } from '../id/index.js';
+import { SpiffeError, X509SvidError } from '../errors/index.js';
+import type { X509BundleSource } from '../bundle/source.js';
+import { KeyUsage, type Certificate, type NameSubtree } from '../internal/x509/certificate.js';
+import { checkSignature } from '../internal/x509/signature.js';
+import { checkLeaf, parseCertificates, signingCertificateError } from './leaf-checks.js';
+
+/** Options for {@link verifyX509Svid}. */
+export interface X509VerifyOptions {
+  /** The time at which validity is checked; default: now. */
+  readonly time?: Date;
+}
+
+/** What a successful verification proved. */
+export interface VerifiedX509Svid {
+  /** The SPIFFE ID of the leaf. */
+  readonly id: SpiffeId;
+  /** Every chain found, leaf first, ending with a bundle authority (DER). */
+  readonly verifiedChains: Buffer[][];
+}
+
+const MAX_CHAIN = 10;
+
+/**
+ * Verifies an X509-SVID chain as received from a peer (leaf first, then any
+ * intermediates) against the X.509 bundle of **the leaf ID's trust domain
+ * only** (X509-SVID §5): RFC 5280 path validation with CA flags, keyCertSign,
+ * pathLen, name constraints, unknown critical extensions, signature algorithms
+ * and validity times (of every certificate in the chain, at `options.time`).
+ *
+ * @throws {@link X509SvidError} `ERR_X509SVID_INVALID` for a malformed SVID,
+ * `ERR_X509SVID_UNTRUSTED` when no valid chain reaches the bundle.
+ * @example
+ * ```ts
+ * const { id } = verifyX509Svid(peerChainDer, bundleSet);
+ * ```
+ */
+export function verifyX509Svid(rawCerts: readonly Uint8Array[], bundleSource: X509BundleSource, options: X509VerifyOptions = {}): VerifiedX509Svid {
+  const certs = parseCertificates(rawCerts, 'ERR_X509SVID_INVALID');
+  return verifyParsed(certs, bundleSource, options);
+}
+
+/** @internal Verification over already parsed certificates. */
+export function verifyParsed(certs: readonly Certificate[], bundleSource: X509BundleSource, options: X509VerifyOptions = {}): VerifiedX509Svid {
+  const leaf = certs[0]!;
+  const id = checkLeaf(leaf, 'ERR_X509SVID_INVALID');
+  const roots = rootsFor(id.trustDomain, bundleSource);
+  const now = options.time ?? new Date();
+  const chains = buildChains(leaf, certs.slice(1), roots, now);
+  if (typeof chains === 'string') throw new X509SvidError('ERR_X509SVID_UNTRUSTED', `could not verify leaf certificate: ${chains}`);
+  return { id, verifiedChains: chains.map((c) => c.map((x) => x.der)) };
+}
+
+function rootsFor(td: TrustDomain, source: X509BundleSource): readonly Certificate[] {
+  try {
+    return source.getX509BundleForTrustDomain(td).certificates();
+  } catch (e) {
+    if (e instanceof SpiffeError) {
+      throw new X509SvidError('ERR_X509SVID_UNTRUSTED', `could not get X509 bundle for trust domain "${td.name}": ${e.message}`, { cause: e });
+    }
+    throw e;
+  }
+}
+
+function validityError(c: Certificate, now: Date, role: string): string | undefined {
+  if (now < c.notBefore) return `${role} certificate is not yet valid (valid from ${c.notBefore.toISOString()}, now ${now.toISOString()})`;
+  if (now > c.notAfter) return `${role} certificate has expired (valid until ${c.notAfter.toISOString()}, now ${now.toISOString()})`;
+  return undefined;
+}
+
+/**
+ * Depth-first search for chains leaf → intermediates* → root. Returns the
+ * chains, or the most specific reason no chain could be built.
+ */
+function buildChains(leaf: Certificate, intermediates: readonly Certificate[], roots: readonly Certificate[], now: Date): Certificate[][] | string {
+  const leafErr = validityError(leaf, now, 'leaf') ?? criticalError(leaf, 'leaf');
+  if (leafErr) return leafErr;
+  const chains: Certificate[][] = [];
+  let reason = 'certificate signed by unknown authority';
+  let reasonDepth = -1;
+  const note = (depth: number, r: string): void => {
+    if (depth >= reasonDepth) {
+      reason = r;
+      reasonDepth = depth;
+    }
+  };
+
+  const extend = (chain: Certificate[]): void => {
+    const current = chain[chain.length - 1]!;
+    const depth = chain.length;
+    for (const root of roots) {
+      if (!root.subjectRaw.equals(current.issuerRaw)) continue;
+      const err = issuerError(root, current, chain, now, 'root');
+      if (err) {
+        note(depth, err);
+        continue;
+      }
+      chains.push([...chain, root]);
+    }
+    if (depth >= MAX_CHAIN) {
+      note(depth, 'certificate chain is too long');
+      return;
+    }
+    for (const inter of intermediates) {
+      if (chain.includes(inter) || !inter.subjectRaw.equals(current.issuerRaw)) continue;
+      const err = issuerError(inter, current, chain, now, 'intermediate') ?? criticalError(inter, 'intermediate');
+      if (err) {
+        note(depth, err);
+        continue;
+      }
+      extend([...chain, inter]);
+    }
+  };
+  extend([leaf]);
+  return chains.length > 0 ? chains : reason;
+}
+
+function criticalError(c: Certificate, role: string): string | undefined {
+  if (c.unhandledCritical.length > 0) return `${role} certificate has unhandled critical extension ${c.unhandledCritical.join(', ')}`;
+  if (c.nameConstraints?.critical && [...c.nameConstraints.permitted, ...c.nameConstraints.excluded].some((s) => s.type === 'other')) {
+    return `${role} certificate has an unsupported name constraint type`;
+  }
+  return undefined;
+}
+
+/** Checks `issuer` as the signer of `child` at the top of `chain` (RFC 5280 §6.1.3/§6.1.4). */
+function issuerError(issuer: Certificate, child: Certificate, chain: Certificate[], now: Date, role: 'root' | 'intermediate'): string | undefined {
+  if (!issuer.isCa) return `${role} certificate is not a CA (signing certificate must have CA flag set to true)`;
+  if (role === 'intermediate' || issuer.keyUsage !== undefined) {
+    if (!issuer.hasKeyUsage(KeyUsage.keyCertSign)) return `${role} certificate must have 'keyCertSign' set as key usage`;
+  }
+  const v = validityError(issuer, now, role);
+  if (v) return v;
+  const sigErr = checkSignature(child, issuer.publicKey);
+  if (sigErr) return `${role === 'root' ? 'certificate signed by unknown authority' : 'intermediate does not sign its child'}: ${sigErr}`;
+  // pathLen counts the non-self-issued intermediates below the issuer (the leaf excluded).
+  if (issuer.basicConstraints?.pathLen !== undefined) {
+    const below = chain.slice(1).filter((c) => !c.selfIssued).length;
+    if (below > issuer.basicConstraints.pathLen) return `${role} certificate path length constraint (${issuer.basicConstraints.pathLen}) exceeded`;
+  }
+  if (issuer.nameConstraints) {
+    const ncErr = nameConstraintError(issuer, chain);
+    if (ncErr) return ncErr;
+  }
+  return undefined;
+}
+
+function matchesDomain(name: string, constraint: string): boolean {
+  const n = name.toLowerCase();
+  const c = constraint.toLowerCase();
+  if (c === '') return true;
+  if (c.startsWith('.')) return n.endsWith(c);
+  return n === c || n.endsWith('.' + c);
+}
+
+function uriHost(uri: string): string | undefined {
+  const m = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/([^/?#]*)/.exec(uri);
+  if (!m) return undefined;
+  const host = m[1]!.replace(/^.*@/, '').replace(/:\d*$/, '');
+  return host.length > 0 ? host : undefined;
+}
+
+function matchesUri(uri: string, constraint: string): boolean {
+  const host = uriHost(uri);
+  if (host === undefined) return false;
+  const c = constraint.toLowerCase();
+  const h = host.toLowerCase();
+  return c.startsWith('.') ? h.endsWith(c) : h === c;
+}
+
+function ipToBytes(ip: string): Uint8Array {
+  if (!ip.includes(':')) return Uint8Array.from(ip.split('.').map(Number));
+  const b = new Uint8Array(16);
+  ip.split(':').forEach((g, i) => {
+    const v = parseInt(g, 16);
+    b[i * 2] = v >> 8;
+    b[i * 2 + 1] = v & 0xff;
+  });
+  return b;
+}
+
+function matchesIp(ip: string, st: NameSubtree): boolean {
+  const a = ipToBytes(ip);
+  const net = st.ip!;
+  if (a.length !== net.address.length) return false;
+  for (let i = 0; i < a.length; i++) if ((a[i]! & net.mask[i]!) !== (net.address[i]! & net.mask[i]!)) return false;
+  return true;
+}
+
+function matchesEmail(email: string, constraint: string): boolean {
+  if (constraint.includes('@')) return email.toLowerCase() === constraint.toLowerCase();
+  const domain = email.slice(email.lastIndexOf('@') + 1);
+  return constraint.startsWith('.') ? matchesDomain(domain, constraint) : domain.toLowerCase() === constraint.toLowerCase();
+}
+
+/** Name constraints of `ca` over the subject alternative names of every certificate below it (RFC 5280 §4.2.1.10). */
+function nameConstraintError(ca: Certificate, chain: Certificate[]): string | undefined {
+  const nc = ca.nameConstraints!;
+  for (let i = 0; i < chain.length; i++) {
+    const c = chain[i]!;
+    if (i > 0 && c.selfIssued) continue;
+    const names: [NameSubtree['type'], string][] = [
+      ...c.subjectAltNames.uris.map((u) => ['uri', u] as [NameSubtree['type'], string]),
+      ...c.subjectAltNames.dnsNames.map((d) => ['dns', d] as [NameSubtree['type'], string]),
+      ...c.subjectAltNames.ipAddresses.map((d) => ['ip', d] as [NameSubtree['type'], string]),
+      ...c.subjectAltNames.emails.map((d) => ['email', d] as [NameSubtree['type'], string]),
+    ];
+    for (const [type, name] of names) {
+      const match = (st: NameSubtree): boolean =>
+        st.type === type &&
+        (type === 'uri' ? matchesUri(name, st.value) : type === 'dns' ? matchesDomain(name, st.value) : type === 'ip' ? matchesIp(name, st) : matchesEmail(name, st.value));
+      if (nc.excluded.some(match)) return `name "${name}" is excluded by a name constraint of its issuer`;
+      const permittedOfType = nc.permitted.filter((st) => st.type === type);
+      if (permittedOfType.length > 0 && !permittedOfType.some(match)) return `name "${name}" is not permitted by a name constraint of its issuer`;
+    }
+  }
+  return undefined;
+}

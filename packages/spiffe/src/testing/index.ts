@@ -1,0 +1,7 @@
+/**
+ * Test helpers: an in-code CA minting SVIDs, chains, JWT-SVIDs and broken
+ * variants, for this project's tests and for users' tests.
+ * @module
+ */
+export { TestCa, X509_SVID_DEFECTS, type TestCaOptions, type TestCertificateOptions, type TestX509Fixture, type X509SvidDefect } from './test-ca.js';
+export { generateKey, type TestKeyType } from './keys.js';
