@@ -58,6 +58,7 @@ export function validatePath(path: string): void {
  * @throws {@link SpiffeIdError} on an empty, dot or badly-charactered segment.
  */
 export function validatePathSegment(segment: string): string {
+  if (segment === '') throw new SpiffeIdError(ERR_EMPTY_SEGMENT);
   if (segment.includes('/')) throw new SpiffeIdError(ERR_PATH_CHARS);
   validatePath('/' + segment);
   return segment;

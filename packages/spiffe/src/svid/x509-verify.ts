@@ -4,7 +4,7 @@ import { SpiffeError, X509SvidError } from '../errors/index.js';
 import type { X509BundleSource } from '../bundle/source.js';
 import { KeyUsage, type Certificate, type NameSubtree } from '../internal/x509/certificate.js';
 import { checkSignature } from '../internal/x509/signature.js';
-import { checkLeaf, parseCertificates, signingCertificateError } from './leaf-checks.js';
+import { checkLeaf, parseCertificates } from './leaf-checks.js';
 
 /** Options for {@link verifyX509Svid}. */
 export interface X509VerifyOptions {
