@@ -19,7 +19,8 @@
 import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
-import { createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { createPrivateKey, createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { SpiffeId, TrustDomain } from '../../src/id/index.js';
 import { isSpiffeError, type ErrorCode } from '../../src/errors/index.js';
 import { decodePem, encodePem } from '../../src/internal/pem.js';
@@ -48,14 +49,14 @@ function seedFromEnv(v: string | undefined): number {
 }
 
 function iterationsFromEnv(v: string | undefined): number {
-  if (v === undefined || v === '') return 2000;
+  if (v === undefined || v === '') return 1000;
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1) throw new Error(`TESSERA_FUZZ_ITERATIONS must be a positive integer, got ${JSON.stringify(v)}`);
   return n;
 }
 
 const SEED = seedFromEnv(process.env['TESSERA_FUZZ_SEED']);
-/** Random or mutated inputs per campaign; each parser runs a few campaigns. */
+/** Random or mutated inputs per campaign; each parser runs two to four campaigns, 2 000–5 000 calls in all. */
 const N = iterationsFromEnv(process.env['TESSERA_FUZZ_ITERATIONS']);
 const SEED_HEX = `0x${SEED.toString(16).padStart(8, '0')}`;
 const MIB = 1024 * 1024;
@@ -138,6 +139,8 @@ class Campaign {
   calls = 0;
   accepted = 0;
   failed = 0;
+  skipped = 0;
+  #skippedExample: string | undefined;
   readonly codes = new Map<string, number>();
   readonly #failures: string[] = [];
   readonly #allowed: ReadonlySet<ErrorCode> | undefined;
@@ -183,6 +186,15 @@ class Campaign {
     return 'accepted';
   }
 
+  /**
+   * Counts an input that is not sent to the parser because it would abort
+   * the whole Node process (a known defect with a todo test below).
+   */
+  skip(input: Input, how: string, reason: string): void {
+    this.skipped++;
+    this.#skippedExample ??= `${how}: ${reason}; input (hex): ${hex(input, 1024)}`;
+  }
+
   fail(input: Input, how: string, problem: string): void {
     this.failed++;
     if (this.#failures.length < 5) {
@@ -195,6 +207,9 @@ class Campaign {
   finish(t: TestContext): void {
     const codes = [...this.codes].map(([c, n]) => `${c}×${n}`).join(', ');
     t.diagnostic(`${this.parser}: ${this.calls} calls, ${this.accepted} accepted, ${this.calls - this.accepted - this.failed} typed rejections (${codes || 'none'}), ${this.failed} failures`);
+    if (this.#skippedExample !== undefined) {
+      t.diagnostic(`${this.parser}: ${this.skipped} inputs skipped because they abort Node (see the known-defect tests); first: ${this.#skippedExample}`);
+    }
     assert.ok(this.calls > 0, 'the campaign made no calls');
     if (this.failed > 0) {
       assert.fail(`${this.failed} of ${this.calls} inputs into ${this.parser} failed (seed ${SEED_HEX}); first ${this.#failures.length}:\n\n${this.#failures.join('\n\n')}`);
@@ -733,11 +748,14 @@ const jwtBundleJson = new JwtBundle(TD, [
   [rootCa.jwtKeyId, createPublicKey(rootCa.jwtKey)],
   ['rsa-key', createPublicKey(rsaKey)],
   ['ed-key', createPublicKey(edSvid.privateKey)],
-  ['p384', createPublicKey(generateKey('ec-p384'))],
 ]).marshal();
 
+/** Short valid documents, truncated at every length. */
+const shortJwks = new JwtBundle(TD, [[rootCa.jwtKeyId, createPublicKey(rootCa.jwtKey)]]).marshal();
+const shortSpiffeBundleJson = new SpiffeBundle(TD, { jwtAuthorities: [['k', createPublicKey(rootCa.jwtKey)]], sequenceNumber: 1 }).marshal();
+
 const spiffeBundleJson = new SpiffeBundle(TD, {
-  x509Authorities: [rootCa.certificate, interCa.certificate],
+  x509Authorities: [rootCa.certificate],
   jwtAuthorities: [[rootCa.jwtKeyId, createPublicKey(rootCa.jwtKey)], ['rsa-key', createPublicKey(rsaKey)]],
   sequenceNumber: 7,
   refreshHintSeconds: 300,
@@ -770,6 +788,134 @@ function keySignsForLeaf(svid: X509Svid): boolean {
   const alg = svid.privateKey.asymmetricKeyType === 'ed25519' ? null : 'sha256';
   return verify(alg, probe, leafKey, sign(alg, probe, svid.privateKey));
 }
+
+// ------------------------------------------------- process-abort screens
+
+/*
+ * Node 20 with OpenSSL 3 accepts EC keys that OpenSSL cannot convert to its
+ * legacy EC_KEY form, and then aborts the whole process (a C++ assertion,
+ * not an exception) on `asymmetricKeyDetails` or a JWK export of the key.
+ * Two such shapes: a point at infinity (public key BIT STRING 00 00) in an
+ * SPKI or embedded in a private key, and a private scalar longer than the
+ * curve order (a 45-byte OCTET STRING for P-256). The library reaches both
+ * calls on untrusted input (see the known-defect tests), so until it rejects
+ * such keys the campaigns below must not hand them to it: one abort would end
+ * the whole test run. These screens use only exports, which throw instead.
+ */
+
+/** Whether `asymmetricKeyDetails` or a JWK export of `key` would abort the process. */
+function abortProneKey(key: KeyObject): boolean {
+  if (key.asymmetricKeyType !== 'ec') return false;
+  try {
+    if (key.type === 'private') key.export({ type: 'sec1', format: 'der' });
+    (key.type === 'private' ? createPublicKey(key) : key).export({ type: 'spki', format: 'der' });
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/** OID arcs an EC key must carry: ansi-X9-62 (ecPublicKey, prime curves, explicit fields) and certicom curves. */
+const EC_OID_ARCS = [Buffer.from('2a8648ce3d', 'hex'), Buffer.from('2b8104', 'hex')];
+
+/**
+ * Whether `data` could decode to an EC key at all. Only EC keys abort, and
+ * decoding a key costs OpenSSL 3 most of a millisecond, so inputs without an
+ * EC OID skip the full screen. A miss would abort the run loudly, never pass
+ * silently.
+ */
+function mayBeEcKey(data: Input): boolean {
+  const text = typeof data === 'string' ? data : Buffer.from(data).toString('latin1');
+  if (text.includes('EC PRIVATE KEY')) return true;
+  const parts = [typeof data === 'string' ? Buffer.from(data, 'latin1') : Buffer.from(data)];
+  for (const body of text.split(/-----[^-]*-----/)) parts.push(Buffer.from(body.replace(/[^A-Za-z0-9+/]/g, ''), 'base64'));
+  return parts.some((b) => EC_OID_ARCS.some((arc) => b.includes(arc)));
+}
+
+/** Mirrors how parsePrivateKey reads its input, without ever asking for key details. */
+function privateKeyAbortsNode(data: Input): boolean {
+  if (!mayBeEcKey(data)) return false;
+  let key: KeyObject;
+  try {
+    const isPem = typeof data === 'string' || Buffer.from(data.subarray(0, 64)).toString('latin1').includes('-----BEGIN');
+    key = isPem
+      ? createPrivateKey({ key: typeof data === 'string' ? data : Buffer.from(data).toString('latin1'), format: 'pem' })
+      : createPrivateKey({ key: Buffer.from(data), format: 'der', type: 'pkcs8' });
+  } catch {
+    return false;
+  }
+  return abortProneKey(key);
+}
+
+function certificateAbortsNode(der: Uint8Array): boolean {
+  try {
+    return abortProneKey(new Certificate(der).publicKey);
+  } catch {
+    return false;
+  }
+}
+
+/** Whether any `x5c` certificate of a (possibly mutated) bundle document has an abort-prone key. */
+function spiffeBundleAbortsNode(json: Input): boolean {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(typeof json === 'string' ? json : Buffer.from(json).toString('utf8'));
+  } catch {
+    return false;
+  }
+  const keys = (doc as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(keys)) return false;
+  return keys.some((k: unknown) => {
+    const x5c = (k as { x5c?: unknown } | null)?.x5c;
+    return Array.isArray(x5c) && typeof x5c[0] === 'string' && certificateAbortsNode(Buffer.from(x5c[0], 'base64'));
+  });
+}
+
+/** An SPKI (P-256) whose public key is the point at infinity. */
+function infinitySpki(): Buffer {
+  const spki = createPublicKey(generateKey('ec-p256')).export({ type: 'spki', format: 'der' }) as Buffer;
+  const tree = parseDerTree(spki);
+  tree.children![1] = { tag: 0x03, prefix: Buffer.alloc(0), children: undefined, content: Buffer.from([0x00, 0x00]) };
+  return encodeNode(tree);
+}
+
+/** A self-signed CA certificate whose public key is the point at infinity. */
+function infinityCaCertificate(): Buffer {
+  const name = encodeName([{ oid: '2.5.4.10', value: 'point at infinity' }]);
+  return buildCertificate({
+    issuer: name,
+    subject: name,
+    notBefore: new Date(NOW.getTime() - 60_000),
+    notAfter: new Date(NOW.getTime() + 3_600_000),
+    publicKey: infinitySpki(),
+    signingKey: generateKey('ec-p256'),
+    extensions: [basicConstraintsExt(true), keyUsageExt(KeyUsage.keyCertSign)],
+  });
+}
+
+/** `der` (a P-256 PKCS#8 key) with its embedded public key replaced by the point at infinity. */
+function withInfinityPublicKey(der: Buffer): Buffer {
+  const tree = parseDerTree(der);
+  const slot = slots(tree).find((x) => x.node.tag === 0xa1);
+  assert.ok(slot !== undefined, 'no [1] publicKey in the PKCS#8 key');
+  slot.node.children = [{ tag: 0x03, prefix: Buffer.alloc(0), children: undefined, content: Buffer.from([0x00, 0x00]) }];
+  return encodeNode(tree);
+}
+
+/**
+ * Runs `script` (an ES module) in a child Node process: the only way to
+ * observe a process abort. `input` reaches it as TESSERA_INPUT.
+ */
+function runIsolated(script: string, input: string): { status: number | null; signal: string | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...process.env, TESSERA_INPUT: input },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr.split('\n').slice(0, 3).join('\n') };
+}
+
+const moduleUrl = (path: string): string => new URL(`../../src/${path}`, import.meta.url).href;
 
 // -------------------------------------------------------- reference oracle
 
@@ -813,8 +959,8 @@ describe(`robustness: random and mutated inputs produce typed errors, never cras
       assert.ok(X509Svid.parseRaw(raw.certificates, raw.privateKey).id.equals(f.svid.id));
       for (const k of f.keyPems) assert.ok(X509Svid.parse(pemOf('CERTIFICATE', f.svid.certificates), k).id.equals(f.svid.id));
     }
-    assert.equal(JwtBundle.parse(TD, jwtBundleJson).jwtAuthorities().size, 4);
-    assert.equal(SpiffeBundle.parse(TD, spiffeBundleJson).x509Authorities().length, 2);
+    assert.equal(JwtBundle.parse(TD, jwtBundleJson).jwtAuthorities().size, 3);
+    assert.equal(SpiffeBundle.parse(TD, spiffeBundleJson).x509Authorities().length, 1);
     assert.equal(JwtSvid.parseAndValidate(validToken, jwtSource, AUDIENCE, { time: NOW }).id.toString(), 'spiffe://example.org/web');
   });
 
@@ -996,12 +1142,12 @@ describe(`robustness: random and mutated inputs produce typed errors, never cras
     it('JSON mutations of a valid JWKS (deleted, renamed, retyped members), text mutations, truncation at every length', (t) => {
       const rng = rngFor('JwtBundle/mutations');
       const c = new Campaign('JwtBundle.parse', ['ERR_BUNDLE_INVALID']);
-      for (let i = 0; i < N * 2; i++) {
+      for (let i = 0; i < N * 1.5; i++) {
         const { out, op } = rng.chance(0.75) ? mutateJson(rng, jwtBundleJson) : mutateString(rng, jwtBundleJson);
         c.run(out, `${op} #${i}`, () => JwtBundle.parse(TD, out), roundTrips);
       }
-      for (let len = 0; len < jwtBundleJson.length; len++) {
-        const s = jwtBundleJson.slice(0, len);
+      for (let len = 0; len < shortJwks.length; len++) {
+        const s = shortJwks.slice(0, len);
         c.run(s, `truncated to ${len}`, () => JwtBundle.parse(TD, s), roundTrips);
       }
       c.finish(t);
@@ -1012,12 +1158,16 @@ describe(`robustness: random and mutated inputs produce typed errors, never cras
     const roundTrips = (b: SpiffeBundle): void => {
       assert.ok(SpiffeBundle.parse(TD, b.marshal()).equals(b), 'marshal() round trip');
     };
+    const parseSpiffeBundle = (c: Campaign, json: string, how: string): void => {
+      if (spiffeBundleAbortsNode(json)) c.skip(json, how, 'an x5c certificate has an EC point at infinity');
+      else c.run(json, how, () => SpiffeBundle.parse(TD, json), roundTrips);
+    };
     it('random text', (t) => {
       const rng = rngFor('SpiffeBundle/random');
       const c = new Campaign('SpiffeBundle.parse', ['ERR_BUNDLE_INVALID']);
       for (let i = 0; i < N; i++) {
         const s = rng.chance(0.5) ? randomString(rng, 400) : `{"keys":[${randomString(rng, 300)}],"spiffe_sequence":${randomString(rng, 8)}}`;
-        c.run(s, `random #${i}`, () => SpiffeBundle.parse(TD, s), roundTrips);
+        parseSpiffeBundle(c, s, `random #${i}`);
       }
       c.finish(t);
     });
@@ -1025,7 +1175,7 @@ describe(`robustness: random and mutated inputs produce typed errors, never cras
       const rng = rngFor('SpiffeBundle/mutations');
       const c = new Campaign('SpiffeBundle.parse', ['ERR_BUNDLE_INVALID']);
       const doc = JSON.parse(spiffeBundleJson) as { keys: { x5c?: string[] }[] };
-      for (let i = 0; i < N * 2; i++) {
+      for (let i = 0; i < N * 1.5; i++) {
         let m: { out: string; op: string };
         const r = rng.int(4);
         if (r < 2) m = mutateJson(rng, spiffeBundleJson);
@@ -1036,11 +1186,11 @@ describe(`robustness: random and mutated inputs produce typed errors, never cras
           d.keys[0]!.x5c = [der.out.toString('base64')];
           m = { out: JSON.stringify(d), op: `x5c:${der.op}` };
         }
-        c.run(m.out, `${m.op} #${i}`, () => SpiffeBundle.parse(TD, m.out), roundTrips);
+        parseSpiffeBundle(c, m.out, `${m.op} #${i}`);
       }
-      for (let len = 0; len < spiffeBundleJson.length; len += 1) {
-        const s = spiffeBundleJson.slice(0, len);
-        c.run(s, `truncated to ${len}`, () => SpiffeBundle.parse(TD, s), roundTrips);
+      for (let len = 0; len < shortSpiffeBundleJson.length; len++) {
+        const s = shortSpiffeBundleJson.slice(0, len);
+        parseSpiffeBundle(c, s, `truncated to ${len}`);
       }
       c.finish(t);
     });
@@ -1052,19 +1202,33 @@ describe(`robustness: random and mutated inputs produce typed errors, never cras
       assert.ok(s.certificates.length > 0);
       if (s.certificates[0]!.equals(f.svid.certificates[0]!)) assert.ok(s.id.equals(f.svid.id), 'same leaf, different ID');
     };
+    const withKey = <T>(c: Campaign, key: Input, how: string, fn: () => T, invariant?: (r: T) => void): void => {
+      if (privateKeyAbortsNode(key)) c.skip(key, how, 'OpenSSL cannot convert the EC key to EC_KEY form');
+      else c.run(key, how, fn, invariant);
+    };
     it('random text and bytes', (t) => {
       const rng = rngFor('X509Svid/random');
       const pemC = new Campaign('X509Svid.parse', ['ERR_X509SVID_INVALID']);
       const rawC = new Campaign('X509Svid.parseRaw', ['ERR_X509SVID_INVALID']);
       const f = svidFixtures[0]!;
       const raw = f.svid.marshalRaw();
-      for (let i = 0; i < N; i++) {
-        const s = randomString(rng, 400);
-        pemC.run(s, `random certs #${i}`, () => X509Svid.parse(s, f.keyPems[0]!));
-        pemC.run(s, `random key #${i}`, () => X509Svid.parse(pemOf('CERTIFICATE', f.svid.certificates), s));
+      const certsPem = pemOf('CERTIFICATE', f.svid.certificates);
+      for (let i = 0; i < N * 2; i++) {
+        const s = rng.chance(0.5) ? randomString(rng, 400) : `-----BEGIN ${rng.pick(['CERTIFICATE', 'PRIVATE KEY'])}-----\n${randomString(rng, 300)}\n-----END ${rng.pick(['CERTIFICATE', 'PRIVATE KEY'])}-----\n`;
         const b = rng.bytes(rng.length(600));
-        rawC.run(b, `random certs #${i}`, () => X509Svid.parseRaw(b, raw.privateKey));
-        rawC.run(b, `random key #${i}`, () => X509Svid.parseRaw(raw.certificates, b));
+        switch (i % 4) {
+          case 0:
+            pemC.run(s, `random certs #${i}`, () => X509Svid.parse(s, f.keyPems[0]!));
+            break;
+          case 1:
+            withKey(pemC, s, `random key #${i}`, () => X509Svid.parse(certsPem, s));
+            break;
+          case 2:
+            rawC.run(b, `random certs #${i}`, () => X509Svid.parseRaw(b, raw.privateKey));
+            break;
+          default:
+            withKey(rawC, b, `random key #${i}`, () => X509Svid.parseRaw(raw.certificates, b));
+        }
       }
       pemC.finish(t);
       rawC.finish(t);
@@ -1114,18 +1278,18 @@ describe(`robustness: random and mutated inputs produce typed errors, never cras
             const d = rng.chance(0.5) ? mutateDer(rng, keyTrees[k]!) : mutateBytes(rng, keyDers[k]!);
             return { out: encodePem('PRIVATE KEY', d.out), op: d.op };
           })();
-          pemC.run(m.out, `${m.op} key #${i}`, () => X509Svid.parse(pemOf('CERTIFICATE', f.svid.certificates), m.out), sameId(f));
+          withKey(pemC, m.out, `${m.op} key #${i}`, () => X509Svid.parse(pemOf('CERTIFICATE', f.svid.certificates), m.out), sameId(f));
         } else {
           const m = rng.chance(0.5) ? mutateDer(rng, keyTrees[k]!) : mutateBytes(rng, keyDers[k]!);
-          rawC.run(m.out, `${m.op} key #${i}`, () => X509Svid.parseRaw(Buffer.concat(f.svid.certificates), m.out), sameId(f));
+          withKey(rawC, m.out, `${m.op} key #${i}`, () => X509Svid.parseRaw(Buffer.concat(f.svid.certificates), m.out), sameId(f));
         }
       }
       const key = keyDers[0]!;
       for (let len = 0; len < key.length; len++) {
         const d = key.subarray(0, len);
-        rawC.run(d, `key truncated to ${len}`, () => X509Svid.parseRaw(Buffer.concat(directSvid.certificates), d));
+        withKey(rawC, d, `key truncated to ${len}`, () => X509Svid.parseRaw(Buffer.concat(directSvid.certificates), d));
       }
-      for (const { out, op } of headerCorruptions(key)) rawC.run(out, `key ${op}`, () => X509Svid.parseRaw(Buffer.concat(directSvid.certificates), out));
+      for (const { out, op } of headerCorruptions(key)) withKey(rawC, out, `key ${op}`, () => X509Svid.parseRaw(Buffer.concat(directSvid.certificates), out));
       pemC.finish(t);
       rawC.finish(t);
     });
@@ -1136,7 +1300,7 @@ describe(`robustness: random and mutated inputs produce typed errors, never cras
       const rng = rngFor('verifyX509Svid');
       // Only isSpiffeError is asserted here; the documented codes are checked by a known-defect test below.
       const c = new Campaign('verifyX509Svid');
-      for (let i = 0; i < N; i++) {
+      for (let i = 0; i < N * 2; i++) {
         const f = rng.pick(svidFixtures);
         const original = f.svid.certificates;
         let chain: Buffer[] = [...original];
@@ -1166,14 +1330,15 @@ describe(`robustness: random and mutated inputs produce typed errors, never cras
           op = `chain:${name}`;
         }
         const tbsOf = (d: Uint8Array): Buffer => new Certificate(d).tbs;
-        const originalTbs = original.map(tbsOf);
+        // A peer may also send the bundle's own root as an intermediate: leaf → root → root is a valid path.
+        const originalTbs = [...original, ...f.bundle.x509Authorities()].map(tbsOf);
         c.run(Buffer.concat(chain), `${op} #${i} (input is the concatenated chain)`, () => verifyX509Svid(chain, f.bundle, { time: NOW }), (v) => {
           assert.ok(v.id.equals(f.svid.id), `verified a different ID: ${v.id.toString()}`);
           for (const vc of v.verifiedChains) {
             assert.ok(f.bundle.hasX509Authority(vc[vc.length - 1]!), 'chain does not end at a bundle authority');
             for (const cert of vc.slice(0, -1)) {
               const tbs = tbsOf(cert);
-              assert.ok(originalTbs.some((o) => o.equals(tbs)), 'a verified certificate has signed bytes no original had');
+              assert.ok(originalTbs.some((o) => o.equals(tbs)), 'a verified certificate has signed bytes that neither the original chain nor the bundle had');
             }
           }
         });
@@ -1281,6 +1446,54 @@ describe(`robustness: random and mutated inputs produce typed errors, never cras
   });
 
   describe('known defects found by this suite', () => {
+    const nodeAbortTodo =
+      'Node 20/OpenSSL 3 accept an EC key whose point is the point at infinity (public key BIT STRING 00 00), then abort the process ' +
+      '(C++ assertion "(ec) != nullptr", SIGABRT) on keyObject.asymmetricKeyDetails or export({ format: "jwk" })';
+
+    it(
+      'Certificate.publicKey rejects an EC public key that is the point at infinity',
+      { todo: `bug: Certificate.publicKey returns the KeyObject unchecked; ${nodeAbortTodo}` },
+      () => {
+        const der = infinityCaCertificate();
+        assert.throws(() => new Certificate(der).publicKey, (e: unknown) => isSpiffeError(e, 'ERR_CERTIFICATE_INVALID'));
+      },
+    );
+
+    it(
+      'SpiffeBundle.parse rejects an x5c CA certificate whose key is the point at infinity, without aborting the process (child process)',
+      { todo: `bug: toAuthority() calls exportPublicJwk(cert.publicKey), so a 500-byte bundle from a federation endpoint kills the process; ${nodeAbortTodo}` },
+      () => {
+        const jwk = createPublicKey(generateKey('ec-p256')).export({ format: 'jwk' });
+        const doc = JSON.stringify({ keys: [{ kty: 'EC', crv: 'P-256', x: jwk.x, y: jwk.y, use: 'x509-svid', x5c: [infinityCaCertificate().toString('base64')] }] });
+        const r = runIsolated(
+          `import { SpiffeBundle } from ${JSON.stringify(moduleUrl('bundle/spiffe-bundle.js'))};
+           import { TrustDomain } from ${JSON.stringify(moduleUrl('id/index.js'))};
+           try { SpiffeBundle.parse(TrustDomain.parse('example.org'), process.env.TESSERA_INPUT); console.log('accepted'); }
+           catch (e) { console.log(e && e.code ? 'typed ' + e.code : 'untyped ' + String(e)); }`,
+          doc,
+        );
+        assert.equal(r.stdout.trim(), 'typed ERR_BUNDLE_INVALID', `exit ${r.status}, signal ${r.signal}, input ${doc}\n${r.stderr}`);
+      },
+    );
+
+    it(
+      'X509Svid.parseRaw rejects a PKCS#8 key whose embedded public key is the point at infinity, without aborting the process (child process)',
+      { todo: `bug: parsePrivateKey() → checkKeyType() reads key.asymmetricKeyDetails; ${nodeAbortTodo}` },
+      () => {
+        const raw = directSvid.marshalRaw();
+        const key = withInfinityPublicKey(raw.privateKey);
+        const input = `${raw.certificates.toString('hex')}:${key.toString('hex')}`;
+        const r = runIsolated(
+          `import { X509Svid } from ${JSON.stringify(moduleUrl('svid/x509-svid.js'))};
+           const [certs, key] = process.env.TESSERA_INPUT.split(':').map((h) => Buffer.from(h, 'hex'));
+           try { X509Svid.parseRaw(certs, key); console.log('accepted'); }
+           catch (e) { console.log(e && e.code ? 'typed ' + e.code : 'untyped ' + String(e)); }`,
+          input,
+        );
+        assert.equal(r.stdout.trim(), 'typed ERR_X509SVID_INVALID', `exit ${r.status}, signal ${r.signal}, key (hex) ${key.toString('hex')}\n${r.stderr}`);
+      },
+    );
+
     it(
       'X509Svid.parseRaw/parse reject a PKCS#8 key whose private scalar does not match the certificate',
       {

@@ -32,7 +32,6 @@ export function validateSelector(sel: Selector, field = 'selector'): Selector {
   if (!TYPE.test(sel.type)) throw invalid(field, `selector type "${sel.type}" must be lowercase letters, digits, '.', '_' or '-'`);
   if (sel.value.length === 0) throw invalid(field, `selector "${sel.type}:" has an empty value`);
   if (sel.value.length > MAX_VALUE) throw invalid(field, `selector value longer than ${MAX_VALUE} characters`);
-  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(sel.value)) throw invalid(field, 'selector value contains control characters');
   return { type: sel.type, value: sel.value };
 }
