@@ -3,6 +3,7 @@
  * @internal
  */
 import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { checkedPublicKey } from '../internal/x509/certificate.js';
 
 const EC_CURVES = new Set(['P-256', 'P-384', 'P-521']);
 
@@ -32,7 +33,7 @@ export function importPublicJwk(jwk: Record<string, unknown>): KeyObject | strin
   try {
     const params: JsonWebKey = { kty };
     for (const k of ['crv', 'x', 'y', 'n', 'e'] as const) if (typeof jwk[k] === 'string') params[k] = jwk[k] as string;
-    return createPublicKey({ key: params, format: 'jwk' });
+    return checkedPublicKey(createPublicKey({ key: params, format: 'jwk' }));
   } catch (e) {
     return `invalid key parameters: ${(e as Error).message}`;
   }

@@ -538,10 +538,15 @@ function numericDate(claims: Record<string, unknown>, name: 'exp' | 'nbf' | 'iat
   return v * 1000;
 }
 
+/** Freezes a parsed JSON value; iterative, since claims may nest deeper than the call stack. */
 function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (v !== null && typeof v === 'object' && !Object.isFrozen(v)) {
+      Object.freeze(v);
+      for (const child of Object.values(v)) stack.push(child);
+    }
   }
   return value;
 }

@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { EncodingError } from '../errors/index.js';
 
 /**
@@ -24,6 +24,16 @@ export function parsePrivateKey(data: Uint8Array | string): KeyObject {
     if (e instanceof EncodingError) throw e;
     throw new EncodingError('ERR_KEY_INVALID', `cannot parse private key: ${(e as Error).message}`, { cause: e });
   }
+  // Node 20 accepts some invalid EC private keys (an embedded point at
+  // infinity, an over-long scalar) and aborts the process when their details
+  // are read; a SEC1 export throws for them instead.
+  if (key.asymmetricKeyType === 'ec') {
+    try {
+      key.export({ type: 'sec1', format: 'der' });
+    } catch (e) {
+      throw new EncodingError('ERR_KEY_INVALID', `invalid EC private key: ${(e as Error).message}`, { cause: e });
+    }
+  }
   checkKeyType(key);
   return key;
 }
@@ -40,10 +50,19 @@ export function checkKeyType(key: KeyObject): void {
   throw new EncodingError('ERR_KEY_INVALID', `unsupported private key type ${String(t)}`);
 }
 
-/** Whether `privateKey` is the private half of `publicKey`. */
+const CHALLENGE = Buffer.from('tessera: proof that the private key belongs to the certificate');
+
+/**
+ * Whether `privateKey` is the private half of `publicKey`. Comparing public
+ * keys is not enough: a PKCS#8 key may embed a public key that its scalar
+ * does not produce. So the key also signs a challenge that `publicKey` must
+ * verify.
+ */
 export function keysMatch(privateKey: KeyObject, publicKey: KeyObject): boolean {
   try {
-    return createPublicKey(privateKey).equals(publicKey);
+    if (!createPublicKey(privateKey).equals(publicKey)) return false;
+    const digest = privateKey.asymmetricKeyType === 'ed25519' ? null : 'sha256';
+    return verify(digest, CHALLENGE, publicKey, sign(digest, CHALLENGE, privateKey));
   } catch {
     return false;
   }

@@ -21,6 +21,13 @@ export interface VerifiedX509Svid {
 }
 
 const MAX_CHAIN = 10;
+/**
+ * Most signature checks one verification may spend. Crafted chains of
+ * self-issued CAs sharing a subject make naive path search factorial
+ * (Go caps it at 100 too, CVE-2018-16875).
+ */
+const MAX_SIGNATURE_CHECKS = 100;
+const MAX_PATHS = 1000;
 
 /**
  * Verifies an X509-SVID chain as received from a peer (leaf first, then any
@@ -45,6 +52,7 @@ export function verifyX509Svid(rawCerts: readonly Uint8Array[], bundleSource: X5
 export function verifyParsed(certs: readonly Certificate[], bundleSource: X509BundleSource, options: X509VerifyOptions = {}): VerifiedX509Svid {
   const leaf = certs[0]!;
   const id = checkLeaf(leaf, 'ERR_X509SVID_INVALID');
+  if (certs.length > MAX_CHAIN) throw new X509SvidError('ERR_X509SVID_INVALID', `certificate chain has ${certs.length} certificates; at most ${MAX_CHAIN} are accepted`);
   const roots = rootsFor(id.trustDomain, bundleSource);
   const now = options.time ?? new Date();
   const chains = buildChains(leaf, certs.slice(1), roots, now);
@@ -77,6 +85,7 @@ function buildChains(leaf: Certificate, intermediates: readonly Certificate[], r
   const leafErr = validityError(leaf, now, 'leaf') ?? criticalError(leaf, 'leaf');
   if (leafErr) return leafErr;
   const chains: Certificate[][] = [];
+  const budget: SignatureBudget = { checks: 0, visits: 0, results: new Map() };
   let reason = 'certificate signed by unknown authority';
   let reasonDepth = -1;
   const note = (depth: number, r: string): void => {
@@ -87,11 +96,15 @@ function buildChains(leaf: Certificate, intermediates: readonly Certificate[], r
   };
 
   const extend = (chain: Certificate[]): void => {
+    if (++budget.visits > MAX_PATHS) {
+      note(Number.MAX_SAFE_INTEGER, 'too many candidate chains');
+      return;
+    }
     const current = chain[chain.length - 1]!;
     const depth = chain.length;
     for (const root of roots) {
       if (!root.subjectRaw.equals(current.issuerRaw)) continue;
-      const err = issuerError(root, current, chain, now, 'root');
+      const err = issuerError(root, current, chain, now, 'root', budget);
       if (err) {
         note(depth, err);
         continue;
@@ -104,7 +117,7 @@ function buildChains(leaf: Certificate, intermediates: readonly Certificate[], r
     }
     for (const inter of intermediates) {
       if (chain.includes(inter) || !inter.subjectRaw.equals(current.issuerRaw)) continue;
-      const err = issuerError(inter, current, chain, now, 'intermediate') ?? criticalError(inter, 'intermediate');
+      const err = issuerError(inter, current, chain, now, 'intermediate', budget) ?? criticalError(inter, 'intermediate');
       if (err) {
         note(depth, err);
         continue;
@@ -113,6 +126,7 @@ function buildChains(leaf: Certificate, intermediates: readonly Certificate[], r
     }
   };
   extend([leaf]);
+  if (chains.length === 0 && budget.checks > MAX_SIGNATURE_CHECKS) return 'too many signature checks while building the chain';
   return chains.length > 0 ? chains : reason;
 }
 
@@ -124,15 +138,38 @@ function criticalError(c: Certificate, role: string): string | undefined {
   return undefined;
 }
 
+interface SignatureBudget {
+  checks: number;
+  /** Partial chains explored; bounded so that memoized checks cannot hide a factorial search. */
+  visits: number;
+  results: Map<Certificate, Map<Certificate, string | undefined>>;
+}
+
+/** A memoized, budgeted signature check of `child` by `issuer`. */
+function signatureError(child: Certificate, issuer: Certificate, budget: SignatureBudget): string | undefined {
+  let byIssuer = budget.results.get(child);
+  if (byIssuer?.has(issuer)) return byIssuer.get(issuer);
+  if (++budget.checks > MAX_SIGNATURE_CHECKS) return 'too many signature checks while building the chain';
+  let result: string | undefined;
+  try {
+    result = checkSignature(child, issuer.publicKey);
+  } catch (e) {
+    result = `issuer public key is unusable: ${(e as Error).message}`;
+  }
+  if (!byIssuer) budget.results.set(child, (byIssuer = new Map()));
+  byIssuer.set(issuer, result);
+  return result;
+}
+
 /** Checks `issuer` as the signer of `child` at the top of `chain` (RFC 5280 §6.1.3/§6.1.4). */
-function issuerError(issuer: Certificate, child: Certificate, chain: Certificate[], now: Date, role: 'root' | 'intermediate'): string | undefined {
+function issuerError(issuer: Certificate, child: Certificate, chain: Certificate[], now: Date, role: 'root' | 'intermediate', budget: SignatureBudget): string | undefined {
   if (!issuer.isCa) return `${role} certificate is not a CA (signing certificate must have CA flag set to true)`;
   if (role === 'intermediate' || issuer.keyUsage !== undefined) {
     if (!issuer.hasKeyUsage(KeyUsage.keyCertSign)) return `${role} certificate must have 'keyCertSign' set as key usage`;
   }
   const v = validityError(issuer, now, role);
   if (v) return v;
-  const sigErr = checkSignature(child, issuer.publicKey);
+  const sigErr = signatureError(child, issuer, budget);
   if (sigErr) return `${role === 'root' ? 'certificate signed by unknown authority' : 'intermediate does not sign its child'}: ${sigErr}`;
   // pathLen counts the non-self-issued intermediates below the issuer (the leaf excluded).
   if (issuer.basicConstraints?.pathLen !== undefined) {

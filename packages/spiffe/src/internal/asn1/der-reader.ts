@@ -250,7 +250,9 @@ export function decodeTime(buf: Uint8Array, tlv: Tlv, what: string): Date {
   if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 59) {
     throw new DerError(`invalid ${what}`, tlv.start);
   }
-  const d = new Date(Date.UTC(year, month - 1, day, hour, minute, second));
+  const d = new Date(Date.UTC(2000, month - 1, day, hour, minute, second));
+  // Date.UTC maps years 0–99 to 1900–1999; set the year explicitly.
+  d.setUTCFullYear(year, month - 1, day);
   if (d.getUTCDate() !== day) throw new DerError(`invalid ${what}`, tlv.start);
   return d;
 }

@@ -259,7 +259,7 @@ export class Certificate {
   get publicKey(): KeyObject {
     if (this.#publicKey === undefined) {
       try {
-        this.#publicKey = createPublicKey({ key: this.spki, format: 'der', type: 'spki' });
+        this.#publicKey = checkedPublicKey(createPublicKey({ key: this.spki, format: 'der', type: 'spki' }));
       } catch (e) {
         throw new EncodingError('ERR_CERTIFICATE_INVALID', `malformed certificate: unsupported or invalid public key: ${(e as Error).message}`, { cause: e });
       }
@@ -283,16 +283,37 @@ export class Certificate {
   }
 
   get subject(): AttributeValue[] {
-    return (this.#subject ??= parseName(this.subjectRaw));
+    return (this.#subject ??= parseNameChecked(this.subjectRaw, 'subject'));
   }
 
   get issuer(): AttributeValue[] {
-    return (this.#issuer ??= parseName(this.issuerRaw));
+    return (this.#issuer ??= parseNameChecked(this.issuerRaw, 'issuer'));
   }
 
   get selfIssued(): boolean {
     return this.issuerRaw.equals(this.subjectRaw);
   }
+}
+
+function parseNameChecked(raw: Uint8Array, what: string): AttributeValue[] {
+  try {
+    return parseName(raw);
+  } catch (e) {
+    if (e instanceof DerError) throw new EncodingError('ERR_CERTIFICATE_INVALID', `malformed certificate ${what}: ${e.message}`, { cause: e });
+    throw e;
+  }
+}
+
+/**
+ * Makes sure OpenSSL can use a public key parsed from untrusted input. Node 20
+ * accepts some invalid EC keys (e.g. the point at infinity) and then aborts
+ * the whole process when their details are read; exporting them throws
+ * instead, so do that first.
+ * @internal
+ */
+export function checkedPublicKey(key: KeyObject): KeyObject {
+  key.export({ type: 'spki', format: 'der' });
+  return key;
 }
 
 function sameBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
