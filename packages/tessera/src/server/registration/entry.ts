@@ -42,10 +42,11 @@ export interface EntryInput {
   admin?: boolean;
   downstream?: boolean;
   hint?: string;
-  expiresAt?: number;
+  /** Epoch seconds; 0 or null = never. */
+  expiresAt?: number | null;
 }
 
-export type NormalizedEntryInput = Required<EntryInput>;
+export type NormalizedEntryInput = Required<Omit<EntryInput, 'expiresAt'>> & { expiresAt: number };
 
 /** Longest TTL an entry may ask for (SPIRE has no hard cap; a year stops typos such as ms for s). */
 export const MAX_TTL_SECONDS = 366 * 24 * 3600;
