@@ -141,3 +141,4 @@ const OID_LONG_NAMES: Record<string, string> = Object.fromEntries(Object.entries
 export function oidName(oid: string): string {
   return OID_NAMES[oid] ?? OID_LONG_NAMES[oid] ?? oid;
 }
+export * from './issue.js';
