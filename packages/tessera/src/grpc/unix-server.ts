@@ -2,7 +2,7 @@ import * as http2 from 'node:http2';
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { connect as netConnect } from 'node:net';
-import type { ConnectRouter } from '@connectrpc/connect';
+import type { ConnectRouter, Interceptor } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 
 /** Limits applied to every gRPC server Tessera runs. */
@@ -44,7 +44,7 @@ function socketAnswers(path: string): Promise<boolean> {
 export async function serveGrpcOnUnixSocket(
   path: string,
   routes: (router: ConnectRouter) => void,
-  options: { mode?: number; contextValues?: Parameters<typeof connectNodeAdapter>[0]['contextValues'] } = {},
+  options: { mode?: number; contextValues?: Parameters<typeof connectNodeAdapter>[0]['contextValues']; interceptors?: Interceptor[] } = {},
 ): Promise<UnixGrpcServer> {
   mkdirSync(dirname(path), { recursive: true });
   try {
@@ -65,6 +65,7 @@ export async function serveGrpcOnUnixSocket(
     readMaxBytes: GRPC_LIMITS.readMaxBytes,
     writeMaxBytes: GRPC_LIMITS.writeMaxBytes,
     ...(options.contextValues ? { contextValues: options.contextValues } : {}),
+    ...(options.interceptors ? { interceptors: options.interceptors } : {}),
   });
   const server = http2.createServer({ maxSessionMemory: 64 }, handler);
   // A broken client must never take the server down.

@@ -1,0 +1,81 @@
+import { create } from '@bufbuild/protobuf';
+import { Code, ConnectError, type ServiceImpl } from '@connectrpc/connect';
+import { TrustDomain } from '@tessera/spiffe/id';
+import { SpiffeBundle, X509Bundle } from '@tessera/spiffe/bundle';
+import { BundleAdmin } from '../../gen/tessera/v1/admin_pb.js';
+import { BundleSchema, JwtKeySchema, type Bundle } from '../../gen/tessera/v1/types_pb.js';
+import type { Datastore } from '../datastore/index.js';
+import type { ServerCa } from '../ca/index.js';
+import { toConnectError } from './errors.js';
+
+/** A SPIFFE bundle as the Admin API's Bundle message. */
+export function bundleToProto(b: SpiffeBundle): Bundle {
+  return create(BundleSchema, {
+    trustDomain: b.trustDomain.name,
+    x509Authorities: b.x509Authorities(),
+    jwtAuthorities: [...b.jwtAuthorities()].map(([kid, key]) =>
+      create(JwtKeySchema, { keyId: kid, publicKey: key.export({ type: 'spki', format: 'der' }) as Buffer }),
+    ),
+    sequenceNumber: BigInt(b.sequenceNumber ?? 0),
+    refreshHint: BigInt(b.refreshHintSeconds ?? 0),
+  });
+}
+
+function foreignTrustDomain(own: TrustDomain, name: string): TrustDomain {
+  let td: TrustDomain;
+  try {
+    td = TrustDomain.parse(name);
+  } catch (e) {
+    throw new ConnectError(`invalid trust domain "${name}": ${(e as Error).message}`, Code.InvalidArgument);
+  }
+  if (td.equals(own)) throw new ConnectError(`"${td.name}" is the server's own trust domain; its bundle is managed by the CA`, Code.InvalidArgument);
+  return td;
+}
+
+/** Parses an operator-supplied bundle: PEM certificates or SPIFFE bundle JSON. */
+export function parseBundleInput(td: TrustDomain, data: Uint8Array, format: string): SpiffeBundle {
+  try {
+    if (format === 'pem') return SpiffeBundle.fromX509Bundle(X509Bundle.parse(td, data));
+    if (format === 'spiffe' || format === '') return SpiffeBundle.parse(td, data);
+  } catch (e) {
+    throw new ConnectError(`invalid bundle for "${td.name}": ${(e as Error).message}`, Code.InvalidArgument);
+  }
+  throw new ConnectError(`unknown bundle format "${format}": use pem or spiffe`, Code.InvalidArgument);
+}
+
+/** The Admin API's bundle service: the CA's own bundle and federated bundles. */
+export function bundleAdmin(ds: Datastore, ca: ServerCa): ServiceImpl<typeof BundleAdmin> {
+  const own = ca.trustDomain;
+  const load = async (td: TrustDomain): Promise<SpiffeBundle> => {
+    const stored = await ds.getBundle(td.name);
+    if (!stored) throw new ConnectError(`no bundle for trust domain "${td.name}"`, Code.NotFound);
+    return SpiffeBundle.parse(td, stored.bundle);
+  };
+  const wrap = async <T>(f: () => Promise<T>): Promise<T> => {
+    try {
+      return await f();
+    } catch (e) {
+      throw toConnectError(e);
+    }
+  };
+  return {
+    getBundle: async () => bundleToProto(ca.bundle()),
+    listFederatedBundles: () =>
+      wrap(async () => ({
+        bundles: (await ds.listBundles()).filter((b) => b.trustDomain !== own.name).map((b) => bundleToProto(SpiffeBundle.parse(TrustDomain.parse(b.trustDomain), b.bundle))),
+      })),
+    getFederatedBundle: (req) => wrap(async () => bundleToProto(await load(foreignTrustDomain(own, req.trustDomain)))),
+    setFederatedBundle: (req) =>
+      wrap(async () => {
+        const td = foreignTrustDomain(own, req.trustDomain);
+        const b = parseBundleInput(td, req.bundle, req.format);
+        await ds.setBundle(td.name, b.marshal());
+        return bundleToProto(b);
+      }),
+    deleteFederatedBundle: (req) =>
+      wrap(async () => {
+        await ds.deleteBundle(foreignTrustDomain(own, req.trustDomain).name, 'restrict');
+        return {};
+      }),
+  };
+}

@@ -1,0 +1,253 @@
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { EntryAdmin, AgentAdmin, BundleAdmin, SvidAdmin, ServerHealth } from '../gen/tessera/v1/admin_pb.js';
+import { serveGrpcOnUnixSocket, type UnixGrpcServer } from '../grpc/unix-server.js';
+import { createLogger, type Logger } from '../observe/logger.js';
+import { MetricsRegistry } from '../observe/metrics.js';
+import { openDatastore, type Datastore } from './datastore/index.js';
+import { DiskKeyManager, ServerCa, loadUpstreamAuthority } from './ca/index.js';
+import type { ServerConfig } from './config.js';
+import { entryAdmin } from './api/entry-admin.js';
+import { agentAdmin } from './api/agent-admin.js';
+import { bundleAdmin } from './api/bundle-admin.js';
+import { svidAdmin } from './api/svid-admin.js';
+
+/** A running `tessera server`. */
+export interface RunningServer {
+  readonly config: ServerConfig;
+  readonly datastore: Datastore;
+  readonly ca: ServerCa;
+  readonly metrics: MetricsRegistry;
+  /** The Admin API socket. */
+  readonly socketPath: string;
+  /** The health/metrics HTTP port actually bound (0 when disabled). */
+  readonly healthPort: number;
+  /** Readiness: datastore reachable and CA able to sign. */
+  health(): Promise<{ ready: boolean; datastore: string; ca: string }>;
+  /** Runs one CA rotation step now (the scheduler does it every `tickSeconds`). */
+  tick(): Promise<void>;
+  /** Stops the APIs, the scheduler and the datastore. */
+  close(): Promise<void>;
+}
+
+export interface StartServerOptions {
+  readonly now?: () => Date;
+  readonly logger?: Logger;
+  /** How often the CA rotation scheduler runs; default 10 s. 0 disables it (tests tick by hand). */
+  readonly tickSeconds?: number;
+  /** Bind address of the health/metrics HTTP server; default 127.0.0.1. */
+  readonly healthAddress?: string;
+}
+
+/** A failure to start, with a one-line message for the operator. */
+export class ServerStartError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ServerStartError';
+  }
+}
+
+/** This server instance's stable ID (its CA journal and keys are its own, also when replicas share a database). */
+function serverInstanceId(dataDir: string): string {
+  const p = join(dataDir, 'server-id');
+  if (existsSync(p)) return readFileSync(p, 'utf8').trim();
+  const id = randomUUID();
+  writeFileSync(p, id + '\n', { mode: 0o600 });
+  return id;
+}
+
+/**
+ * Starts the trust domain's server: datastore (migrated), CA (loaded or
+ * created, rotation scheduled), the Admin API on the local Unix socket and
+ * health/metrics over HTTP.
+ * @throws ServerStartError with a one-line reason (unreachable database, bad upstream CA, socket in use, …).
+ */
+export async function startServer(config: ServerConfig, options: StartServerOptions = {}): Promise<RunningServer> {
+  const now = options.now ?? (() => new Date());
+  const log = options.logger ?? createLogger({ level: config.logLevel });
+  const metrics = new MetricsRegistry();
+  const cleanups: (() => Promise<void> | void)[] = [];
+  const fail = async (msg: string, cause: unknown): Promise<never> => {
+    for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);
+    throw new ServerStartError(`${msg}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  };
+
+  try {
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    chmodSync(config.dataDir, 0o700);
+  } catch (e) {
+    return fail(`cannot use data directory "${config.dataDir}"`, e);
+  }
+  const instanceId = serverInstanceId(config.dataDir);
+
+  let ds: Datastore;
+  try {
+    ds = await openDatastore(config.datastore, { clock: () => now().getTime(), onError: (e) => log.warn('datastore', { error: e as Error }) });
+  } catch (e) {
+    return fail('cannot open the datastore', e);
+  }
+  cleanups.push(() => ds.close());
+
+  let ca: ServerCa;
+  try {
+    const upstream = config.upstream ? await loadUpstreamAuthority(config.upstream) : undefined;
+    ca = await ServerCa.open({
+      trustDomain: config.trustDomain,
+      keyManager: new DiskKeyManager(join(config.dataDir, 'keys')),
+      journal: { load: () => ds.getCaJournal(instanceId), save: (j) => ds.setCaJournal(instanceId, j) },
+      now,
+      caKeyType: config.caKeyType,
+      caTtlSeconds: config.caTtlSeconds,
+      x509SvidTtlSeconds: config.defaultX509SvidTtlSeconds,
+      jwtSvidTtlSeconds: config.defaultJwtSvidTtlSeconds,
+      ...(upstream ? { upstream } : {}),
+    });
+  } catch (e) {
+    return fail('cannot start the CA', e);
+  }
+  for (const w of ca.warnings) log.warn('CA journal repaired', { detail: w });
+
+  // The trust domain's bundle is published in the datastore, where agents and federation read it.
+  const publishBundle = async (): Promise<void> => {
+    const json = ca.bundle().marshal();
+    const stored = await ds.getBundle(config.trustDomain.name);
+    if (stored?.bundle !== json) await ds.setBundle(config.trustDomain.name, json);
+  };
+  try {
+    await publishBundle();
+  } catch (e) {
+    return fail('cannot publish the trust bundle', e);
+  }
+
+  const tick = async (): Promise<void> => {
+    const r = await ca.tick();
+    for (const e of r.errors) log.error('CA rotation step failed', { error: e });
+    if (r.prepared.length) log.info('CA prepared next authorities', { kinds: r.prepared });
+    if (r.activated.length) log.info('CA activated authorities', { kinds: r.activated });
+    if (r.bundleChanged) {
+      await publishBundle();
+      log.info('trust bundle updated', { sequence: r.bundleSequence });
+    }
+  };
+  const tickSeconds = options.tickSeconds ?? 10;
+  let ticking: Promise<void> = Promise.resolve();
+  const timer = tickSeconds > 0 ? setInterval(() => (ticking = tick().catch((e: unknown) => log.error('CA scheduler', { error: e as Error }))), tickSeconds * 1000) : undefined;
+  timer?.unref();
+  cleanups.push(async () => {
+    if (timer) clearInterval(timer);
+    await ticking;
+  });
+
+  const health = async (): Promise<{ ready: boolean; datastore: string; ca: string }> => {
+    let datastore = 'ok';
+    const t0 = performance.now();
+    try {
+      await ds.currentRevision();
+    } catch (e) {
+      datastore = `unreachable: ${(e as Error).message}`;
+    }
+    metrics.observe('tessera_server_datastore_latency_seconds', 'Latency of datastore health probes', (performance.now() - t0) / 1000);
+    const s = ca.status();
+    const caState = s.x509.current && s.x509.current.notAfter > now() ? 'ok' : 'no active X.509 authority';
+    return { ready: datastore === 'ok' && caState === 'ok', datastore, ca: caState };
+  };
+
+  metrics.gaugeFn('tessera_server_entries', 'Registration entries', () => ds.countEntries());
+  metrics.gaugeFn('tessera_server_agents', 'Attested agents', () => ds.countAgents());
+  metrics.gaugeFn('tessera_server_bundle_sequence', 'Sequence number of the trust bundle', async () => ca.status().bundleSequence ?? 0);
+  metrics.gaugeFn('tessera_server_ca_authority_expiry_seconds', 'Seconds until the CA authorities expire, by kind and slot', async () => {
+    const s = ca.status();
+    const rows: [Record<string, string>, number][] = [];
+    for (const kind of ['x509', 'jwt'] as const) {
+      for (const slot of ['current', 'next'] as const) {
+        const a = s[kind][slot];
+        if (a) rows.push([{ kind, slot }, Math.round((a.notAfter.getTime() - now().getTime()) / 1000)]);
+      }
+    }
+    return rows;
+  });
+
+  let admin: UnixGrpcServer;
+  try {
+    admin = await serveGrpcOnUnixSocket(
+      config.socketPath,
+      (r) => {
+        r.service(EntryAdmin, entryAdmin(ds, config.trustDomain));
+        r.service(AgentAdmin, agentAdmin(ds, { trustDomain: config.trustDomain, joinTokenTtlSeconds: config.joinTokenTtlSeconds, now }));
+        r.service(BundleAdmin, bundleAdmin(ds, ca));
+        r.service(SvidAdmin, svidAdmin(ca, (kind) => metrics.inc('tessera_server_svid_signings_total', 'SVIDs signed', { kind, api: 'admin' })));
+        r.service(ServerHealth, { check: () => health() });
+      },
+      {
+        interceptors: [
+          (next) => async (req) => {
+            try {
+              const res = await next(req);
+              metrics.inc('tessera_server_api_calls_total', 'API calls by method and status', { api: 'admin', method: req.method.name, code: 'ok' });
+              return res;
+            } catch (e) {
+              metrics.inc('tessera_server_api_calls_total', 'API calls by method and status', { api: 'admin', method: req.method.name, code: String((e as { code?: unknown }).code ?? 'unknown') });
+              throw e;
+            }
+          },
+        ],
+      },
+    );
+  } catch (e) {
+    return fail(`cannot serve the Admin API on ${config.socketPath}`, e);
+  }
+  cleanups.push(() => admin.close());
+
+  let http: HttpServer | undefined;
+  let healthPort = 0;
+  if (config.healthPort > 0 || options.healthAddress !== undefined) {
+    http = createHttpServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (req.method !== 'GET') {
+        res.writeHead(405).end();
+        return;
+      }
+      if (path === '/live') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"live":true}\n');
+      } else if (path === '/ready') {
+        void health().then((h) => res.writeHead(h.ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(h) + '\n'));
+      } else if (path === '/metrics') {
+        void metrics.render().then((t) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(t));
+      } else {
+        res.writeHead(404).end();
+      }
+    });
+    http.listen(config.healthPort, options.healthAddress ?? '127.0.0.1');
+    try {
+      await Promise.race([once(http, 'listening'), once(http, 'error').then(([e]) => Promise.reject(e as Error))]);
+    } catch (e) {
+      return fail(`cannot serve health checks on port ${config.healthPort}`, e);
+    }
+    healthPort = (http.address() as AddressInfo).port;
+    const h = http;
+    cleanups.push(() => new Promise<void>((r) => h.close(() => r())));
+  }
+
+  log.info('server started', { trustDomain: config.trustDomain.name, socketPath: config.socketPath, datastore: config.datastore.kind, healthPort });
+  let closed = false;
+  return {
+    config,
+    datastore: ds,
+    ca,
+    metrics,
+    socketPath: config.socketPath,
+    healthPort,
+    health,
+    tick,
+    async close() {
+      if (closed) return;
+      closed = true;
+      for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);
+      log.info('server stopped');
+    },
+  };
+}
