@@ -8,13 +8,17 @@ import { EntryAdmin, AgentAdmin, BundleAdmin, SvidAdmin, ServerHealth } from '..
 import { serveGrpcOnUnixSocket, type UnixGrpcServer } from '../grpc/unix-server.js';
 import { createLogger, type Logger } from '../observe/logger.js';
 import { MetricsRegistry } from '../observe/metrics.js';
-import { openDatastore, type Datastore } from './datastore/index.js';
-import { DiskKeyManager, ServerCa, loadUpstreamAuthority } from './ca/index.js';
+import { SpiffeBundle } from '@tessera/spiffe/bundle';
+import { DatastoreError, openDatastore, type Datastore } from './datastore/index.js';
+import { DiskKeyManager, ServerCa, loadUpstreamAuthority, marshalBundleContribution, mergeBundleContributions, parseBundleContribution } from './ca/index.js';
 import type { ServerConfig } from './config.js';
 import { entryAdmin } from './api/entry-admin.js';
 import { agentAdmin } from './api/agent-admin.js';
 import { bundleAdmin } from './api/bundle-admin.js';
 import { svidAdmin } from './api/svid-admin.js';
+
+/** Key prefix under which replicas store their bundle contributions. */
+const CONTRIBUTION_PREFIX = 'bundle-contribution/';
 
 /** A running `tessera server`. */
 export interface RunningServer {
@@ -111,11 +115,38 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   }
   for (const w of ca.warnings) log.warn('CA journal repaired', { detail: w });
 
-  // The trust domain's bundle is published in the datastore, where agents and federation read it.
+  // The trust domain's bundle is published in the datastore, where agents and
+  // federation read it. Replicas sharing a database each keep their own CA
+  // keys: each stores its contribution, and the published bundle is the union
+  // (sequence bumped only when the content changes). Concurrent publishers
+  // are serialized by the bundle's optimistic sequence check.
+  const contributionKey = `${CONTRIBUTION_PREFIX}${instanceId}`;
   const publishBundle = async (): Promise<void> => {
-    const json = ca.bundle().marshal();
-    const stored = await ds.getBundle(config.trustDomain.name);
-    if (stored?.bundle !== json) await ds.setBundle(config.trustDomain.name, json);
+    await ds.setCaJournal(contributionKey, marshalBundleContribution(ca.bundleContribution()));
+    for (let attempt = 0; ; attempt++) {
+      const contributions = [];
+      for (const row of await ds.listCaJournals(CONTRIBUTION_PREFIX)) {
+        try {
+          contributions.push(parseBundleContribution(row.journal));
+        } catch (e) {
+          log.warn('ignoring a malformed bundle contribution', { server: row.serverId, error: e as Error });
+        }
+      }
+      const stored = await ds.getBundle(config.trustDomain.name);
+      const previous = stored ? SpiffeBundle.parse(config.trustDomain, stored.bundle) : undefined;
+      const merged = mergeBundleContributions(config.trustDomain, contributions, {
+        ...(previous ? { previous } : {}),
+        now: now(),
+        refreshHintSeconds: ca.bundle().refreshHintSeconds ?? 300,
+      });
+      if (stored && !merged.changed) return;
+      try {
+        await ds.setBundle(config.trustDomain.name, merged.bundle.marshal(), stored?.sequence ?? 0);
+        return;
+      } catch (e) {
+        if (!(e instanceof DatastoreError && e.code === 'CONFLICT') || attempt >= 5) throw e;
+      }
+    }
   };
   try {
     await publishBundle();
@@ -128,10 +159,9 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     for (const e of r.errors) log.error('CA rotation step failed', { error: e });
     if (r.prepared.length) log.info('CA prepared next authorities', { kinds: r.prepared });
     if (r.activated.length) log.info('CA activated authorities', { kinds: r.activated });
-    if (r.bundleChanged) {
-      await publishBundle();
-      log.info('trust bundle updated', { sequence: r.bundleSequence });
-    }
+    if (r.bundleChanged) log.info('CA authorities changed', { sequence: r.bundleSequence });
+    // Every tick, also to pick up other replicas' contributions.
+    await publishBundle();
   };
   const tickSeconds = options.tickSeconds ?? 10;
   let ticking: Promise<void> = Promise.resolve();

@@ -59,7 +59,12 @@ export function bundleAdmin(ds: Datastore, ca: ServerCa): ServiceImpl<typeof Bun
     }
   };
   return {
-    getBundle: async () => bundleToProto(ca.bundle()),
+    // The published bundle: the union of every replica's authorities (falls back to this CA's own).
+    getBundle: () =>
+      wrap(async () => {
+        const stored = await ds.getBundle(own.name);
+        return bundleToProto(stored ? SpiffeBundle.parse(own, stored.bundle) : ca.bundle());
+      }),
     listFederatedBundles: () =>
       wrap(async () => ({
         bundles: (await ds.listBundles()).filter((b) => b.trustDomain !== own.name).map((b) => bundleToProto(SpiffeBundle.parse(TrustDomain.parse(b.trustDomain), b.bundle))),

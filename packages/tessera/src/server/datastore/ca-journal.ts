@@ -19,3 +19,11 @@ export async function setCaJournal(ctx: SqlContext, serverId: string, journal: s
       .execute(),
   );
 }
+
+/** Every journal whose server ID starts with `prefix`, by server ID (HA: each replica's bundle contribution). */
+export async function listCaJournals(ctx: SqlContext, prefix = ''): Promise<{ serverId: string; journal: string; updatedAt: number }[]> {
+  return ctx.read('listing CA journals', async (db) => {
+    const rows = await db.selectFrom('ca_journals').select(['server_id', 'data', 'updated_at']).orderBy('server_id').execute();
+    return rows.filter((r) => r.server_id.startsWith(prefix)).map((r) => ({ serverId: r.server_id, journal: r.data, updatedAt: Number(r.updated_at) }));
+  });
+}

@@ -128,6 +128,8 @@ export interface CaJournalStore {
   getCaJournal(serverId: string): Promise<string | undefined>;
   /** Replaces the journal of server `serverId`. */
   setCaJournal(serverId: string, journal: string): Promise<void>;
+  /** Journals whose server ID starts with `prefix` (replicas publish their bundle contributions this way). */
+  listCaJournals(prefix?: string): Promise<{ serverId: string; journal: string; updatedAt: number }[]>;
 }
 
 /** The change feed: every committed mutation of entries, agents, bundles and federation relationships. */

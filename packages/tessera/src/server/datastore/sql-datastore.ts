@@ -210,6 +210,9 @@ export class SqlDatastore implements Datastore {
   getCaJournal(serverId: string): Promise<string | undefined> {
     return caJournal.getCaJournal(this.#ctx, serverId);
   }
+  listCaJournals(prefix?: string): Promise<{ serverId: string; journal: string; updatedAt: number }[]> {
+    return caJournal.listCaJournals(this.#ctx, prefix);
+  }
   setCaJournal(serverId: string, journal: string): Promise<void> {
     return caJournal.setCaJournal(this.#ctx, serverId, journal);
   }
