@@ -1,50 +1,10 @@
 import { SpiffeId, TrustDomain } from '@tessera/spiffe/id';
 import { invalid } from './errors.js';
 import { normalizeSelectors, validateSelector, type Selector } from './selector.js';
+import type { EntryInput } from '../datastore/types.js';
 
-/**
- * A registration entry, with SPIRE's fields: which SPIFFE ID a workload (or a
- * node alias, or a downstream server) gets, under which parent, when its
- * selectors match.
- */
-export interface RegistrationEntry {
-  readonly id: string;
-  readonly spiffeId: string;
-  readonly parentId: string;
-  /** Normalized: sorted, unique. */
-  readonly selectors: readonly Selector[];
-  /** Seconds; 0 = the server's default. */
-  readonly x509SvidTtl: number;
-  /** Seconds; 0 = the server's default. */
-  readonly jwtSvidTtl: number;
-  /** Trust domain names whose bundles the entry's workloads receive. */
-  readonly federatesWith: readonly string[];
-  readonly dnsNames: readonly string[];
-  readonly admin: boolean;
-  readonly downstream: boolean;
-  readonly hint: string;
-  /** Epoch seconds after which the entry is no longer served; 0 = never. */
-  readonly expiresAt: number;
-  readonly revisionNumber: number;
-  /** Epoch seconds. */
-  readonly createdAt: number;
-}
-
-/** What a client may set when creating or updating an entry. */
-export interface EntryInput {
-  spiffeId: string;
-  parentId: string;
-  selectors: readonly Selector[];
-  x509SvidTtl?: number;
-  jwtSvidTtl?: number;
-  federatesWith?: readonly string[];
-  dnsNames?: readonly string[];
-  admin?: boolean;
-  downstream?: boolean;
-  hint?: string;
-  /** Epoch seconds; 0 or null = never. */
-  expiresAt?: number | null;
-}
+/** The entry shapes are the datastore's: one definition, SPIRE's fields. */
+export type { RegistrationEntry, EntryInput } from '../datastore/types.js';
 
 export type NormalizedEntryInput = Required<Omit<EntryInput, 'expiresAt'>> & { expiresAt: number };
 

@@ -1,14 +1,13 @@
 import { invalid } from './errors.js';
 
+import type { Selector } from '../datastore/types.js';
+
 /**
  * A selector in SPIRE's `type:value` form, e.g. `unix:uid:1000` (type `unix`,
  * value `uid:1000`) or `k8s:pod-label:app:web` (type `k8s`, value
  * `pod-label:app:web`). The type is everything up to the first colon.
  */
-export interface Selector {
-  readonly type: string;
-  readonly value: string;
-}
+export type { Selector } from '../datastore/types.js';
 
 const TYPE = /^[a-z0-9][a-z0-9_.-]*$/;
 const MAX_VALUE = 1024;
