@@ -1,6 +1,6 @@
 import { SpiffeId, TrustDomain } from '@tessera/spiffe/id';
 import { invalid } from './errors.js';
-import { normalizeSelectors, validateSelector, type Selector } from './selector.js';
+import { normalizeSelectors, validateSelector } from './selector.js';
 import type { EntryInput } from '../datastore/types.js';
 
 /** The entry shapes are the datastore's: one definition, SPIRE's fields. */
