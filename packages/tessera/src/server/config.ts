@@ -44,7 +44,10 @@ export const SERVER_SCHEMA = {
   upstreamCertFile: { type: 'string', description: 'upstream CA certificate (PEM); with upstreamKeyFile, the server runs an intermediate' },
   upstreamKeyFile: { type: 'string', description: 'upstream CA private key (PEM)' },
   x509popCaFile: { type: 'string', description: 'CA bundle (PEM) that x509pop node certificates must chain to' },
-  bundleEndpointPort: { type: 'integer', description: 'federation bundle endpoint port (0 disables)', default: 0, min: 0, max: 65535 },
+  bundleEndpointPort: { type: 'integer', description: 'federation bundle endpoint port (0 disables; SPIRE uses 8443)', default: 0, min: 0, max: 65535 },
+  bundleEndpointProfile: { type: 'enum', description: 'bundle endpoint profile', default: 'https_spiffe', values: ['https_spiffe', 'https_web'] },
+  bundleEndpointCertFile: { type: 'string', description: 'https_web: serving certificate chain (PEM)' },
+  bundleEndpointKeyFile: { type: 'string', description: 'https_web: serving key (PEM)' },
 } as const satisfies Schema;
 
 export interface ServerConfig {
@@ -65,6 +68,9 @@ export interface ServerConfig {
   readonly upstream: { certFile: string; keyFile: string } | undefined;
   readonly x509popCaFile: string | undefined;
   readonly bundleEndpointPort: number;
+  readonly bundleEndpointProfile: 'https_spiffe' | 'https_web';
+  readonly bundleEndpointCertFile: string | undefined;
+  readonly bundleEndpointKeyFile: string | undefined;
 }
 
 /**
@@ -80,6 +86,9 @@ export function loadServerConfig(options: { configFile?: string; flags?: Record<
   const c = resolveConfig(SERVER_SCHEMA, layers, options.env ?? {});
   const dataDir = String(c.dataDir);
   const ds = String(c.datastore);
+  if (c.bundleEndpointProfile === 'https_web' && Number(c.bundleEndpointPort) > 0 && (c.bundleEndpointCertFile === undefined || c.bundleEndpointKeyFile === undefined)) {
+    throw new ConfigError('bundleEndpointProfile https_web needs bundleEndpointCertFile and bundleEndpointKeyFile');
+  }
   if ((c.upstreamCertFile === undefined) !== (c.upstreamKeyFile === undefined)) {
     throw new ConfigError('upstreamCertFile and upstreamKeyFile must be given together');
   }
@@ -101,5 +110,8 @@ export function loadServerConfig(options: { configFile?: string; flags?: Record<
     upstream: c.upstreamCertFile !== undefined ? { certFile: String(c.upstreamCertFile), keyFile: String(c.upstreamKeyFile) } : undefined,
     x509popCaFile: c.x509popCaFile !== undefined ? String(c.x509popCaFile) : undefined,
     bundleEndpointPort: Number(c.bundleEndpointPort),
+    bundleEndpointProfile: c.bundleEndpointProfile as ServerConfig['bundleEndpointProfile'],
+    bundleEndpointCertFile: c.bundleEndpointCertFile !== undefined ? String(c.bundleEndpointCertFile) : undefined,
+    bundleEndpointKeyFile: c.bundleEndpointKeyFile !== undefined ? String(c.bundleEndpointKeyFile) : undefined,
   });
 }

@@ -4,7 +4,9 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { EntryAdmin, AgentAdmin, BundleAdmin, SvidAdmin, ServerHealth } from '../gen/tessera/v1/admin_pb.js';
+import { EntryAdmin, AgentAdmin, BundleAdmin, SvidAdmin, ServerHealth, FederationAdmin } from '../gen/tessera/v1/admin_pb.js';
+import { startFederation, type RunningFederation } from './federation/index.js';
+import { federationAdmin } from './api/federation-admin.js';
 import { serveGrpcOnUnixSocket, type UnixGrpcServer } from '../grpc/unix-server.js';
 import { createLogger, type Logger } from '../observe/logger.js';
 import { MetricsRegistry } from '../observe/metrics.js';
@@ -30,6 +32,8 @@ export interface RunningServer {
   readonly socketPath: string;
   /** The health/metrics HTTP port actually bound (0 when disabled). */
   readonly healthPort: number;
+  /** Federation: the bundle endpoint and the relationships' refresher. */
+  readonly federation: RunningFederation;
   /** Readiness: datastore reachable and CA able to sign. */
   health(): Promise<{ ready: boolean; datastore: string; ca: string }>;
   /** Runs one CA rotation step now (the scheduler does it every `tickSeconds`). */
@@ -201,6 +205,29 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     return rows;
   });
 
+  let federation: RunningFederation;
+  try {
+    federation = await startFederation({
+      datastore: ds,
+      ca,
+      logger: log.child({ module: 'federation' }),
+      metrics,
+      now,
+      ...(options.tickSeconds === 0 ? { tickSeconds: 0 } : {}),
+      ...(config.bundleEndpointPort > 0
+        ? {
+            bundleEndpoint:
+              config.bundleEndpointProfile === 'https_web'
+                ? { profile: 'https_web' as const, address: config.bindAddress, port: config.bundleEndpointPort, certFile: config.bundleEndpointCertFile!, keyFile: config.bundleEndpointKeyFile! }
+                : { profile: 'https_spiffe' as const, address: config.bindAddress, port: config.bundleEndpointPort },
+          }
+        : {}),
+    });
+  } catch (e) {
+    return fail('cannot start federation', e);
+  }
+  cleanups.push(() => federation.close());
+
   let admin: UnixGrpcServer;
   try {
     admin = await serveGrpcOnUnixSocket(
@@ -211,6 +238,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
         r.service(BundleAdmin, bundleAdmin(ds, ca));
         r.service(SvidAdmin, svidAdmin(ca, (kind) => metrics.inc('tessera_server_svid_signings_total', 'SVIDs signed', { kind, api: 'admin' })));
         r.service(ServerHealth, { check: () => health() });
+        r.service(FederationAdmin, federationAdmin(ds, config.trustDomain, federation));
       },
       {
         interceptors: [
@@ -271,6 +299,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     metrics,
     socketPath: config.socketPath,
     healthPort,
+    federation,
     health,
     tick,
     async close() {

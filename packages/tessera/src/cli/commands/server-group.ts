@@ -7,6 +7,7 @@ import type { CommandGroup } from '../command.js';
 import { serverAgentCommands } from './server-agent.js';
 import { serverBundleCommands } from './server-bundle.js';
 import { serverEntryCommands } from './server-entry.js';
+import { serverFederationCommands } from './server-federation.js';
 import { serverHealthcheckCommand } from './server-health.js';
 import { serverJwtCommands, serverX509Commands } from './server-mint.js';
 import { serverRun } from './server-run.js';
@@ -21,5 +22,5 @@ export const serverCommands: CommandGroup = {
     "lines work with 'tessera server' in front (-spiffeID, -parentID, -selector, -socketPath ...).",
     'The socket is -socketPath, else $TESSERA_SERVER_SOCKET, else <$TESSERA_DATA_DIR or ./.data>/server.sock.',
   ].join('\n'),
-  commands: [serverRun, serverEntryCommands, serverTokenCommands, serverAgentCommands, serverBundleCommands, serverX509Commands, serverJwtCommands, serverHealthcheckCommand],
+  commands: [serverRun, serverEntryCommands, serverTokenCommands, serverAgentCommands, serverBundleCommands, serverFederationCommands, serverX509Commands, serverJwtCommands, serverHealthcheckCommand],
 };

@@ -15,6 +15,7 @@ const FLAG_KEYS: [string, string][] = [
   ['log-level', 'logLevel'],
   ['datastore', 'datastore'],
   ['health-port', 'healthPort'],
+  ['bundle-endpoint-port', 'bundleEndpointPort'],
 ];
 
 /** `tessera server run`: starts the trust domain's server and runs until SIGINT/SIGTERM. */
@@ -37,6 +38,7 @@ export const serverRun: Command = {
     { name: 'log-level', kind: 'string', valueName: 'level', description: 'debug, info, warn or error (default info)' },
     { name: 'datastore', kind: 'string', valueName: 'spec', description: 'sqlite (default), sqlite:<path>, or postgres://…' },
     { name: 'health-port', kind: 'string', valueName: 'port', description: 'Port of /live, /ready, /metrics on 127.0.0.1 (default 8080; 0 disables)' },
+    { name: 'bundle-endpoint-port', kind: 'string', valueName: 'port', description: 'Federation bundle endpoint port (https_spiffe by default; 0 disables, the default)' },
   ],
   examples: ['tessera server run -trustDomain cluster.local -dataDir /var/lib/tessera', 'tessera server run -config server.yaml'],
   async run({ io, flags }: CommandContext): Promise<number> {
