@@ -31,7 +31,7 @@ async function run(): Promise<number> {
     out.write(`$ tessera ${argv.join(' ')}\n`);
     return cli(argv, io);
   };
-  const server = await startServer(loadServerConfig({ flags: { trustDomain: 'cluster.local', dataDir: join(dir, 'server'), healthPort: 0 } }), {
+  const server = await startServer(loadServerConfig({ flags: { trustDomain: 'cluster.local', dataDir: join(dir, 'server'), healthPort: 0, bindPort: 0, bindAddress: '127.0.0.1' } }), {
     logger: createLogger({ level: 'warn' }),
   });
   try {

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { EntryAdmin, AgentAdmin, BundleAdmin, SvidAdmin, ServerHealth, FederationAdmin } from '../gen/tessera/v1/admin_pb.js';
 import { startFederation, type RunningFederation } from './federation/index.js';
 import { federationAdmin } from './api/federation-admin.js';
+import { startAgentApi, type AgentApiServer } from './agent-api/index.js';
 import { serveGrpcOnUnixSocket, type UnixGrpcServer } from '../grpc/unix-server.js';
 import { createLogger, type Logger } from '../observe/logger.js';
 import { MetricsRegistry } from '../observe/metrics.js';
@@ -32,6 +33,8 @@ export interface RunningServer {
   readonly socketPath: string;
   /** The health/metrics HTTP port actually bound (0 when disabled). */
   readonly healthPort: number;
+  /** The Agent API (attestation, renewal, push sync, signing) over mTLS. */
+  readonly agentApi: AgentApiServer;
   /** Federation: the bundle endpoint and the relationships' refresher. */
   readonly federation: RunningFederation;
   /** Readiness: datastore reachable and CA able to sign. */
@@ -205,6 +208,25 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     return rows;
   });
 
+  let agentApi: AgentApiServer;
+  try {
+    agentApi = await startAgentApi({
+      trustDomain: config.trustDomain,
+      datastore: ds,
+      ca,
+      bindAddress: config.bindAddress,
+      bindPort: config.bindPort,
+      agentSvidTtlSeconds: config.agentSvidTtlSeconds,
+      x509popCaFile: config.x509popCaFile,
+      now,
+      logger: log.child({ module: 'agent-api' }),
+      metrics,
+    });
+  } catch (e) {
+    return fail(`cannot serve the Agent API on ${config.bindAddress}:${config.bindPort}`, e);
+  }
+  cleanups.push(() => agentApi.close());
+
   let federation: RunningFederation;
   try {
     federation = await startFederation({
@@ -299,6 +321,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     metrics,
     socketPath: config.socketPath,
     healthPort,
+    agentApi,
     federation,
     health,
     tick,

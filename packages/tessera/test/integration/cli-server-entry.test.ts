@@ -74,7 +74,7 @@ describe('tessera server entry/token/agent (CLI against a real server)', () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tessera-cli-server-'));
     // The daemon's default data directory, relative to where the bin is started.
-    const config = loadServerConfig({ flags: { trustDomain: TD, dataDir: join(dir, '.data'), healthPort: 0 } });
+    const config = loadServerConfig({ flags: { trustDomain: TD, dataDir: join(dir, '.data'), healthPort: 0, bindPort: 0, bindAddress: '127.0.0.1' } });
     srv = await startServer(config, { logger: silent, tickSeconds: 0 });
     socket = srv.socketPath;
     assert.equal(socket, join(dir, '.data', 'server.sock'));

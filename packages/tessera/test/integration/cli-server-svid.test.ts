@@ -70,7 +70,7 @@ describe('tessera server bundle/x509/jwt/healthcheck (CLI against a real server)
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tessera-cli-svid-'));
-    const config = loadServerConfig({ flags: { trustDomain: td.name, dataDir: join(dir, 'data'), healthPort: 0 } });
+    const config = loadServerConfig({ flags: { trustDomain: td.name, dataDir: join(dir, 'data'), healthPort: 0, bindPort: 0, bindAddress: '127.0.0.1' } });
     srv = await startServer(config, { logger: silent, tickSeconds: 0 });
   });
   after(async () => {

@@ -51,7 +51,7 @@ describe('tessera server federation (CLI against running servers)', () => {
     dir = mkdtempSync(join(tmpdir(), 'tessera-federation-cli-'));
     for (const td of ['a.test', 'b.test']) {
       const dataDir = join(dir, td);
-      const srv = await startServer(loadServerConfig({ flags: { trustDomain: td, dataDir, healthPort: 0 } }), { logger: silent, tickSeconds: 0 });
+      const srv = await startServer(loadServerConfig({ flags: { trustDomain: td, dataDir, healthPort: 0, bindPort: 0, bindAddress: '127.0.0.1' } }), { logger: silent, tickSeconds: 0 });
       const fed = await startFederation({ datastore: srv.datastore, ca: srv.ca, logger: silent, bundleEndpoint: { address: '127.0.0.1', port: 0 }, tickSeconds: 0 });
       const grpc = await serveGrpcOnUnixSocket(join(dataDir, 'federation.sock'), (r) => r.service(FederationAdmin, federationAdmin(srv.datastore, srv.ca.trustDomain, fed)));
       servers.push({ srv, fed, grpc });

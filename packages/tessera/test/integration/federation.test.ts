@@ -60,7 +60,7 @@ interface Side {
 
 async function startSide(dir: string, name: string, extra: { webCaFile?: string } = {}): Promise<Side> {
   const dataDir = join(dir, name);
-  const srv = await startServer(loadServerConfig({ flags: { trustDomain: name, dataDir, healthPort: 0 } }), { logger: silent, tickSeconds: 0, now: clock.now });
+  const srv = await startServer(loadServerConfig({ flags: { trustDomain: name, dataDir, healthPort: 0, bindPort: 0, bindAddress: '127.0.0.1' } }), { logger: silent, tickSeconds: 0, now: clock.now });
   const fed = await startFederation({
     datastore: srv.datastore,
     ca: srv.ca,

@@ -8,7 +8,8 @@ import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import { create } from '@bufbuild/protobuf';
 import { X509Svid, verifyX509Svid, JwtSvid } from '@tessera/spiffe/svid';
 import { X509Bundle, JwtBundle } from '@tessera/spiffe/bundle';
-import { TrustDomain } from '@tessera/spiffe/id';
+import { SpiffeId, TrustDomain } from '@tessera/spiffe/id';
+import { authorizeId, connectTls } from '@tessera/spiffe/tls';
 import { buildCertificateRequest } from '@tessera/spiffe/x509';
 import { EntryAdmin, AgentAdmin, BundleAdmin, SvidAdmin, ServerHealth } from '../../src/gen/tessera/v1/admin_pb.js';
 import { EntrySchema, SelectorSchema } from '../../src/gen/tessera/v1/types_pb.js';
@@ -22,7 +23,7 @@ const silent = { debug() {}, info() {}, warn() {}, error() {}, child() { return 
 const td = TrustDomain.parse('cluster.local');
 
 function config(dataDir: string, extra: Record<string, unknown> = {}) {
-  return loadServerConfig({ flags: { trustDomain: 'cluster.local', dataDir, healthPort: 0, ...extra } });
+  return loadServerConfig({ flags: { trustDomain: 'cluster.local', dataDir, healthPort: 0, bindPort: 0, bindAddress: '127.0.0.1', ...extra } });
 }
 
 test('server run: Admin API for entries, tokens, bundle and minting; health; restart keeps the CA', async () => {
@@ -73,6 +74,12 @@ test('server run: Admin API for entries, tokens, bundle and minting; health; res
   const jwt = await svids.mintJwtSvid({ spiffeId: 'spiffe://cluster.local/web', audience: ['db'] });
   const jwtBundle = new JwtBundle(td, bundle.jwtAuthorities.map((k) => [k.keyId, createPublicKey({ key: Buffer.from(k.publicKey), format: 'der', type: 'spki' })] as const));
   assert.equal(JwtSvid.parseAndValidate(jwt.token, jwtBundle, 'db').id.toString(), 'spiffe://cluster.local/web');
+
+  // The Agent API listens over TLS with the server's own SVID, verifiable with the bundle.
+  assert.ok(srv.agentApi.port > 0);
+  const tlsSocket = await connectTls({ bundle: x509Bundle, authorize: authorizeId(SpiffeId.parse('spiffe://cluster.local/tessera/server')) }, { host: '127.0.0.1', port: srv.agentApi.port, ALPNProtocols: ['h2'] });
+  assert.equal(tlsSocket.alpnProtocol, 'h2');
+  tlsSocket.destroy();
 
   // Health over gRPC and HTTP; metrics.
   assert.deepEqual({ ...(await createClient(ServerHealth, t).check({})) }, { $typeName: 'tessera.v1.HealthResponse', ready: true, datastore: 'ok', ca: 'ok' });

@@ -25,7 +25,7 @@ test('two daemons federate through the Admin API: https_spiffe bundle endpoints,
   const dir = mkdtempSync(join(tmpdir(), 'tessera-fed-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
   const start = async (td: string) =>
-    startServer(loadServerConfig({ flags: { trustDomain: td, dataDir: join(dir, td), healthPort: 0, bindAddress: '127.0.0.1', bundleEndpointPort: await freePort() } }), { logger: silent, tickSeconds: 0 });
+    startServer(loadServerConfig({ flags: { trustDomain: td, dataDir: join(dir, td), healthPort: 0, bindPort: 0, bindAddress: '127.0.0.1', bundleEndpointPort: await freePort() } }), { logger: silent, tickSeconds: 0 });
   const a = await start('a.test');
   after(() => a.close());
   const b = await start('b.test');

@@ -19,7 +19,7 @@ test('HA: two servers on one PostgreSQL both serve, share a bundle with both CAs
   after(() => pg.stop());
   const dir = mkdtempSync(join(tmpdir(), 'tessera-ha-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
-  const cfg = (name: string) => loadServerConfig({ flags: { trustDomain: 'cluster.local', dataDir: join(dir, name), healthPort: 0, datastore: pg.url } });
+  const cfg = (name: string) => loadServerConfig({ flags: { trustDomain: 'cluster.local', dataDir: join(dir, name), healthPort: 0, bindPort: 0, bindAddress: '127.0.0.1', datastore: pg.url } });
   const a = await startServer(cfg('a'), { logger: silent, tickSeconds: 0 });
   after(() => a.close());
   const b = await startServer(cfg('b'), { logger: silent, tickSeconds: 0 });

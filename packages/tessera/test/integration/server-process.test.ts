@@ -22,7 +22,7 @@ after(() => {
 });
 
 function runServer(dataDir: string): ChildProcess {
-  const child = spawn(process.execPath, [bin, 'server', 'run', '-trustDomain', 'cluster.local', '-dataDir', dataDir, '-healthPort', '0', '-logLevel', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [bin, 'server', 'run', '-trustDomain', 'cluster.local', '-dataDir', dataDir, '-healthPort', '0', '-bindPort', '0', '-bindAddress', '127.0.0.1', '-logLevel', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   return child;
 }
