@@ -73,13 +73,36 @@ export function entryAdmin(ds: Datastore, trustDomain: TrustDomain): ServiceImpl
     },
     async batchCreateEntry(req) {
       batchSize(req.entries.length);
-      const results = [];
-      for (const pe of req.entries) {
+      // Validate every item; store the valid ones in one transaction (one
+      // commit instead of one per item). If that fails (a duplicate, say),
+      // store them one by one so each item gets its own status, as SPIRE
+      // reports them.
+      const results: ReturnType<typeof create<typeof BatchCreateEntryResponse_ResultSchema>>[] = new Array(req.entries.length);
+      const valid: { index: number; input: ReturnType<typeof validateEntryInput> }[] = [];
+      req.entries.forEach((pe, index) => {
         try {
-          const input = validateEntryInput(entryInputFromProto(pe), trustDomain);
-          results.push(create(BatchCreateEntryResponse_ResultSchema, { status: OK, entry: entryToProto(await ds.createEntry(input)) }));
+          valid.push({ index, input: validateEntryInput(entryInputFromProto(pe), trustDomain) });
         } catch (e) {
-          results.push(create(BatchCreateEntryResponse_ResultSchema, { status: statusMsg(e) }));
+          results[index] = create(BatchCreateEntryResponse_ResultSchema, { status: statusMsg(e) });
+        }
+      });
+      let stored = false;
+      if (valid.length > 1) {
+        try {
+          const created = await ds.createEntries(valid.map((v) => v.input));
+          created.forEach((e, i) => (results[valid[i]!.index] = create(BatchCreateEntryResponse_ResultSchema, { status: OK, entry: entryToProto(e) })));
+          stored = true;
+        } catch {
+          stored = false;
+        }
+      }
+      if (!stored) {
+        for (const v of valid) {
+          try {
+            results[v.index] = create(BatchCreateEntryResponse_ResultSchema, { status: OK, entry: entryToProto(await ds.createEntry(v.input)) });
+          } catch (e) {
+            results[v.index] = create(BatchCreateEntryResponse_ResultSchema, { status: statusMsg(e) });
+          }
         }
       }
       return { results };
