@@ -8,6 +8,7 @@ import { EntryAdmin, AgentAdmin, BundleAdmin, SvidAdmin, ServerHealth, Federatio
 import { startFederation, type RunningFederation } from './federation/index.js';
 import { federationAdmin } from './api/federation-admin.js';
 import { startAgentApi, type AgentApiServer } from './agent-api/index.js';
+import type { ConnectRouter } from '@connectrpc/connect';
 import { serveGrpcOnUnixSocket, type UnixGrpcServer } from '../grpc/unix-server.js';
 import { createLogger, type Logger } from '../observe/logger.js';
 import { MetricsRegistry } from '../observe/metrics.js';
@@ -208,25 +209,6 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     return rows;
   });
 
-  let agentApi: AgentApiServer;
-  try {
-    agentApi = await startAgentApi({
-      trustDomain: config.trustDomain,
-      datastore: ds,
-      ca,
-      bindAddress: config.bindAddress,
-      bindPort: config.bindPort,
-      agentSvidTtlSeconds: config.agentSvidTtlSeconds,
-      x509popCaFile: config.x509popCaFile,
-      now,
-      logger: log.child({ module: 'agent-api' }),
-      metrics,
-    });
-  } catch (e) {
-    return fail(`cannot serve the Agent API on ${config.bindAddress}:${config.bindPort}`, e);
-  }
-  cleanups.push(() => agentApi.close());
-
   let federation: RunningFederation;
   try {
     federation = await startFederation({
@@ -250,18 +232,42 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   }
   cleanups.push(() => federation.close());
 
+  const adminRoutes = (r: ConnectRouter): void => {
+    r.service(EntryAdmin, entryAdmin(ds, config.trustDomain));
+    r.service(AgentAdmin, agentAdmin(ds, { trustDomain: config.trustDomain, joinTokenTtlSeconds: config.joinTokenTtlSeconds, now }));
+    r.service(BundleAdmin, bundleAdmin(ds, ca));
+    r.service(SvidAdmin, svidAdmin(ca, (kind) => metrics.inc('tessera_server_svid_signings_total', 'SVIDs signed', { kind, api: 'admin' })));
+    r.service(ServerHealth, { check: () => health() });
+    r.service(FederationAdmin, federationAdmin(ds, config.trustDomain, federation));
+  };
+
+  let agentApi: AgentApiServer;
+  try {
+    agentApi = await startAgentApi({
+      trustDomain: config.trustDomain,
+      datastore: ds,
+      ca,
+      bindAddress: config.bindAddress,
+      bindPort: config.bindPort,
+      agentSvidTtlSeconds: config.agentSvidTtlSeconds,
+      x509popCaFile: config.x509popCaFile,
+      now,
+      logger: log.child({ module: 'agent-api' }),
+      metrics,
+      adminRoutes,
+      // Remote Admin API callers must hold the SVID of an entry flagged admin (SPIRE's admin SVIDs).
+      isAdmin: async (id) => (await ds.listEntries({ spiffeId: id })).items.some((e) => e.admin),
+    });
+  } catch (e) {
+    return fail(`cannot serve the Agent API on ${config.bindAddress}:${config.bindPort}`, e);
+  }
+  cleanups.push(() => agentApi.close());
+
   let admin: UnixGrpcServer;
   try {
     admin = await serveGrpcOnUnixSocket(
       config.socketPath,
-      (r) => {
-        r.service(EntryAdmin, entryAdmin(ds, config.trustDomain));
-        r.service(AgentAdmin, agentAdmin(ds, { trustDomain: config.trustDomain, joinTokenTtlSeconds: config.joinTokenTtlSeconds, now }));
-        r.service(BundleAdmin, bundleAdmin(ds, ca));
-        r.service(SvidAdmin, svidAdmin(ca, (kind) => metrics.inc('tessera_server_svid_signings_total', 'SVIDs signed', { kind, api: 'admin' })));
-        r.service(ServerHealth, { check: () => health() });
-        r.service(FederationAdmin, federationAdmin(ds, config.trustDomain, federation));
-      },
+      adminRoutes,
       {
         interceptors: [
           (next) => async (req) => {

@@ -95,6 +95,22 @@ export class AgentAuthenticator {
     }
     const verified = this.#verify(leaf, read!);
     const id = verified.id;
+    return this.#agent(id, leaf);
+  }
+
+  /**
+   * The caller's verified X509-SVID ID, for APIs other than the Agent API
+   * (the Admin API reached over TCP with an admin SVID).
+   * @throws ConnectError UNAUTHENTICATED without a verifiable SVID.
+   */
+  callerId(values: ContextValues): string {
+    const read = values.get(PEER_CHAIN);
+    const leaf = read ? read(false) : [];
+    if (leaf.length === 0) throw new ConnectError('no client certificate: the Admin API over TCP needs an admin X509-SVID', Code.Unauthenticated);
+    return this.#verify(leaf, read!).id.toString();
+  }
+
+  async #agent(id: VerifiedX509Svid['id'], leaf: Buffer[]): Promise<AuthenticatedAgent> {
     if (!id.memberOf(this.#td) || !id.path.startsWith(AGENT_PATH_PREFIX)) {
       throw permissionDenied(`caller "${id.toString()}" is not an agent of trust domain "${this.#td.name}" (expected spiffe://${this.#td.name}${AGENT_PATH_PREFIX}…)`);
     }

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { X509Svid } from '@tessera/spiffe/svid';
 import type { TrustDomain } from '@tessera/spiffe/id';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
-import type { Interceptor } from '@connectrpc/connect';
+import { Code, ConnectError, type ConnectRouter, type Interceptor } from '@connectrpc/connect';
 import { AgentApi } from '../../gen/tessera/v1/agent_pb.js';
 import type { Datastore } from '../datastore/index.js';
 import type { ServerCa } from '../ca/index.js';
@@ -18,6 +18,10 @@ import { agentApiService, DEFAULT_LIMITS, type AgentApiLimits } from './service.
 
 /** What the Agent API needs from the daemon (see server.ts for how each is made). */
 export interface AgentApiDeps {
+  /** Admin API routes also served on this port, to callers `isAdmin` accepts (SPIRE's admin SVIDs). */
+  readonly adminRoutes?: (router: ConnectRouter) => void;
+  /** Whether the verified caller ID may use the admin routes. */
+  readonly isAdmin?: (spiffeId: string) => Promise<boolean>;
   readonly trustDomain: TrustDomain;
   readonly datastore: Datastore;
   readonly ca: ServerCa;
@@ -109,8 +113,22 @@ export async function startAgentApi(deps: AgentApiDeps): Promise<AgentApiServer>
       }
     });
   }
+  // SPIRE serves its admin APIs on the same TCP port to callers holding an
+  // admin SVID (the SVID of an entry flagged admin). Everything but the Agent
+  // API is checked here; the Agent API authenticates per RPC.
+  if (deps.adminRoutes && deps.isAdmin) {
+    const isAdmin = deps.isAdmin;
+    interceptors.push((next) => async (req) => {
+      if (req.service.typeName !== AgentApi.typeName) {
+        const caller = auth.callerId(req.contextValues);
+        if (!(await isAdmin(caller))) throw new ConnectError(`"${caller}" is not an admin: only SVIDs of entries created with -admin may call ${req.service.typeName} remotely`, Code.PermissionDenied);
+      }
+      return next(req);
+    });
+  }
   const handler = connectNodeAdapter({
-    routes: (r) =>
+    routes: (r) => {
+      deps.adminRoutes?.(r);
       r.service(
         AgentApi,
         agentApiService({
@@ -125,7 +143,8 @@ export async function startAgentApi(deps: AgentApiDeps): Promise<AgentApiServer>
           logger: log,
           metrics,
         }),
-      ),
+      );
+    },
     grpc: true,
     grpcWeb: false,
     connect: false,
