@@ -9,4 +9,4 @@ export { authorizeAny, authorizeId, authorizeOneOf, authorizeMemberOf, adaptMatc
 export type { SpiffeTlsConfig } from './config.js';
 export { serverOptions, secureServer, createTlsServer, createHttpsServer, createHttp2Server } from './server.js';
 export { clientOptions, connectTls, httpsAgent, connectHttp2, undiciConnector, type UndiciConnectOptions } from './client.js';
-export { peerId } from './peer.js';
+export { peerId, peerChain as peerCertificates } from './peer.js';

@@ -18,7 +18,7 @@ const PEER_ID = Symbol('tessera.spiffe.peerId');
  * `getPeerX509Certificate()` is avoided: in Node 20 it works once per socket
  * and hides the issuer chain from later calls.
  */
-function peerChain(socket: TLSSocket, withIntermediates: boolean): Buffer[] {
+export function peerChain(socket: TLSSocket, withIntermediates: boolean): Buffer[] {
   if (!withIntermediates) {
     const leaf = socket.getPeerCertificate(false) as { raw?: Buffer } | undefined;
     return leaf?.raw ? [leaf.raw] : [];
@@ -26,7 +26,7 @@ function peerChain(socket: TLSSocket, withIntermediates: boolean): Buffer[] {
   const out: Buffer[] = [];
   const seen = new Set<object>();
   let c = socket.getPeerCertificate(true) as { raw?: Buffer; issuerCertificate?: unknown } | undefined;
-  while (c && c.raw && !seen.has(c)) {
+  while (c && c.raw && !seen.has(c) && out.length < 10) {
     seen.add(c);
     out.push(c.raw);
     c = c.issuerCertificate as typeof c;

@@ -4,6 +4,7 @@ import { Code, ConnectError, createContextKey, createContextValues, type Context
 import type { TrustDomain } from '@tessera/spiffe/id';
 import type { X509BundleSource } from '@tessera/spiffe/bundle';
 import { verifyX509Svid, type VerifiedX509Svid } from '@tessera/spiffe/svid';
+import { peerCertificates } from '@tessera/spiffe/tls';
 import { Certificate } from '@tessera/spiffe/x509';
 import type { AttestedAgent, Datastore } from '../datastore/index.js';
 import type { AgentIdentity } from '../registration/index.js';
@@ -22,29 +23,8 @@ const PEER_CHAIN = createContextKey<PeerChainReader | undefined>(undefined, { de
 export function peerContextValues(req: unknown): ContextValues {
   const values = createContextValues();
   const socket = (req as Http2ServerRequest).socket as TLSSocket | undefined;
-  values.set(PEER_CHAIN, (withIntermediates) => (socket && typeof socket.getPeerCertificate === 'function' ? peerChain(socket, withIntermediates) : []));
+  values.set(PEER_CHAIN, (withIntermediates) => (socket && typeof socket.getPeerCertificate === 'function' ? peerCertificates(socket, withIntermediates) : []));
   return values;
-}
-
-/**
- * The peer's certificates as sent. `getPeerX509Certificate()` is avoided
- * (in Node 20 it works once per socket); the detailed form is only built
- * when the leaf alone does not verify (an intermediate was sent).
- */
-function peerChain(socket: TLSSocket, withIntermediates: boolean): Buffer[] {
-  if (!withIntermediates) {
-    const leaf = socket.getPeerCertificate(false) as { raw?: Buffer } | undefined;
-    return leaf?.raw ? [leaf.raw] : [];
-  }
-  const out: Buffer[] = [];
-  const seen = new Set<object>();
-  let c = socket.getPeerCertificate(true) as { raw?: Buffer; issuerCertificate?: unknown } | undefined;
-  while (c && c.raw && !seen.has(c) && out.length < 10) {
-    seen.add(c);
-    out.push(c.raw);
-    c = c.issuerCertificate as typeof c;
-  }
-  return out;
 }
 
 /** An agent the caller proved to be. */
