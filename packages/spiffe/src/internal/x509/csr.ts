@@ -12,8 +12,8 @@
  * Keys are imported through JWK rather than SPKI DER: with OpenSSL 3.0 (Node
  * 20) the DER decoder costs ~170 µs per key, the JWK import ~90 µs including
  * OpenSSL's full public-key check; on a CA's hot path that difference is
- * most of a signature. Likewise {@link encodeSubjectPublicKeyInfo} writes the
- * SPKI from a JWK export (~6 µs) instead of an SPKI export (~145 µs).
+ * most of a signature. {@link encodeSubjectPublicKeyInfo} avoids the ~145 µs
+ * SPKI export where it safely can (see there).
  * @internal
  */
 import { createPublicKey, verify as cryptoVerify, type JsonWebKey, type KeyObject } from 'node:crypto';
@@ -102,8 +102,27 @@ export function parseSubjectPublicKeyInfo(spki: Uint8Array): SubjectPublicKey {
   }
 }
 
-/** Reads the SPKI at `tlv` of `buf`. @throws DerError, KeyError */
+/** Reads and imports the SPKI at `tlv` of `buf`. @throws DerError, KeyError */
 function readSubjectPublicKey(buf: Buffer, tlv: Tlv): SubjectPublicKey {
+  const d = decodeSubjectPublicKey(buf, tlv);
+  let publicKey: KeyObject;
+  try {
+    publicKey = createPublicKey({ key: d.jwk, format: 'jwk' });
+  } catch (e) {
+    throw new KeyError(`OpenSSL refused the key (${(e as Error).message})`);
+  }
+  return { spki: buf.subarray(tlv.start, tlv.end), publicKey, keyType: d.keyType, keyBits: d.keyBits, publicKeyBits: d.bits };
+}
+
+interface DecodedKey {
+  readonly jwk: JsonWebKey;
+  readonly keyType: SubjectKeyType;
+  readonly keyBits: number;
+  readonly bits: Buffer;
+}
+
+/** The structural checks of an SPKI, without importing the key. @throws DerError, KeyError */
+function decodeSubjectPublicKey(buf: Buffer, tlv: Tlv): DecodedKey {
   const s = DerReader.of(buf, tlv);
   const alg = s.sequence('subjectPublicKeyInfo algorithm');
   const algOid = alg.oid('public key algorithm');
@@ -165,13 +184,7 @@ function readSubjectPublicKey(buf: Buffer, tlv: Tlv): SubjectPublicKey {
     default:
       throw new KeyError(`public key algorithm ${algOid}`);
   }
-  let publicKey: KeyObject;
-  try {
-    publicKey = createPublicKey({ key: jwk, format: 'jwk' });
-  } catch (e) {
-    throw new KeyError(`OpenSSL refused the key (${(e as Error).message})`);
-  }
-  return { spki: buf.subarray(tlv.start, tlv.end), publicKey, keyType, keyBits, publicKeyBits: bits };
+  return { jwk, keyType, keyBits, bits };
 }
 
 /**
@@ -381,28 +394,70 @@ function signatureHash(alg: string, params: Buffer | undefined, keyType: Subject
  * The SubjectPublicKeyInfo DER of a key (public, or the public half of a
  * private one): EC P-256/P-384/P-521, RSA or Ed25519.
  *
- * @throws {@link EncodingError} `ERR_KEY_INVALID` for other key types.
+ * Never through a JWK export: on Node 20 an EC or RSA JWK export of a key
+ * from `generateKeyPair[Sync]` (or a public key derived from one) can hang
+ * the process — the export holds the key's lock while allocating, and a
+ * garbage collection that finalizes the key's generation job takes the
+ * same lock (see docs/ca.md). And not through an SPKI export where avoidable:
+ * with OpenSSL 3.0 it costs ~145 µs. So: an EC private key via its SEC1
+ * export (~15 µs; it carries the public point), RSA via PKCS#1 (~2 µs),
+ * EC public and Ed25519 keys via SPKI. Passing the private key, or the SPKI
+ * bytes themselves, is the fast path.
+ *
+ * @throws {@link EncodingError} `ERR_KEY_INVALID` for other key types or a
+ * compressed EC point.
  */
 export function encodeSubjectPublicKeyInfo(key: KeyObject): Buffer {
-  // A JWK export is ~25× cheaper than an SPKI export with OpenSSL 3.0 (see the module description).
-  const jwk = key.export({ format: 'jwk' });
-  switch (jwk.kty) {
-    case 'EC': {
-      const curve = jwk.crv === 'P-256' ? OID.p256 : jwk.crv === 'P-384' ? OID.p384 : jwk.crv === 'P-521' ? OID.p521 : undefined;
-      if (curve === undefined || jwk.x === undefined || jwk.y === undefined) break;
-      const point = Buffer.concat([Buffer.from([0x04]), Buffer.from(jwk.x, 'base64url'), Buffer.from(jwk.y, 'base64url')]);
-      return der.seq(der.seq(der.oid(OID.ecPublicKey), der.oid(curve)), der.bitString(point));
-    }
-    case 'RSA': {
-      if (jwk.n === undefined || jwk.e === undefined) break;
-      const rsaKey = der.seq(der.unsignedInteger(Buffer.from(jwk.n, 'base64url')), der.unsignedInteger(Buffer.from(jwk.e, 'base64url')));
-      return der.seq(der.seq(der.oid(OID.rsaEncryption), der.nullValue()), der.bitString(rsaKey));
-    }
-    case 'OKP':
-      if (jwk.crv !== 'Ed25519' || jwk.x === undefined) break;
-      return der.seq(der.seq(der.oid(OID.ed25519)), der.bitString(Buffer.from(jwk.x, 'base64url')));
+  const type = key.asymmetricKeyType;
+  if (key.type !== 'private' && key.type !== 'public') throw new EncodingError('ERR_KEY_INVALID', 'a secret key has no SubjectPublicKeyInfo');
+  if (type === 'rsa') {
+    const pub = key.type === 'private' ? createPublicKey(key) : key;
+    return der.seq(der.seq(der.oid(OID.rsaEncryption), der.nullValue()), der.bitString(pub.export({ type: 'pkcs1', format: 'der' })));
   }
-  throw new EncodingError('ERR_KEY_INVALID', `cannot encode a ${String(key.asymmetricKeyType)} public key; ${SUPPORTED_KEYS}`);
+  if (type === 'ec' && key.type === 'private') {
+    const spki = spkiFromSec1(key.export({ type: 'sec1', format: 'der' }));
+    if (spki !== undefined) return spki;
+  }
+  if (type === 'ec' || type === 'ed25519') {
+    const pub = key.type === 'private' ? createPublicKey(key) : key;
+    const spki = pub.export({ type: 'spki', format: 'der' });
+    if (type === 'ec') checkUncompressedSpki(spki);
+    return spki;
+  }
+  throw new EncodingError('ERR_KEY_INVALID', `cannot encode a ${String(type)} key; ${SUPPORTED_KEYS}`);
+}
+
+/**
+ * The SPKI of an ECPrivateKey (RFC 5915 §3): its named-curve parameters [0]
+ * and public key [1], re-wrapped. `undefined` when either is absent.
+ */
+function spkiFromSec1(sec1: Buffer): Buffer | undefined {
+  const r = new DerReader(sec1).sequence('ECPrivateKey');
+  r.smallInteger('version');
+  r.octetString('privateKey');
+  const params = r.optional(ctx(0, true));
+  const pub = r.optional(ctx(1, true));
+  if (params === undefined || pub === undefined) return undefined;
+  const curve = DerReader.of(sec1, params).expect(TAG.OID, 'namedCurve');
+  const bits = DerReader.of(sec1, pub).expect(TAG.BIT_STRING, 'publicKey');
+  checkUncompressed(sec1[bits.content + 1]);
+  return der.seq(der.seq(der.oid(OID.ecPublicKey), sec1.subarray(curve.start, curve.end)), sec1.subarray(bits.start, bits.end));
+}
+
+/** Refuses an SPKI whose EC point is compressed (see {@link checkUncompressed}). */
+function checkUncompressedSpki(spki: Buffer): void {
+  const s = new DerReader(spki).sequence('subjectPublicKeyInfo');
+  s.sequence('algorithm');
+  checkUncompressed(spki[s.expect(TAG.BIT_STRING, 'subjectPublicKey').content + 1]);
+}
+
+/**
+ * Refuses a compressed EC point, given its first octet: OpenSSL keeps the
+ * form a key was imported with, and X.509 consumers such as Go accept only
+ * uncompressed points.
+ */
+function checkUncompressed(firstOctet: number | undefined): void {
+  if (firstOctet !== 0x04) throw new EncodingError('ERR_KEY_INVALID', 'cannot encode a compressed EC point (X.509 consumers such as Go refuse them)');
 }
 
 /**

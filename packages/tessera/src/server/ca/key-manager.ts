@@ -3,7 +3,7 @@
  * by stable string IDs (recorded in the CA journal), so a restart finds the
  * same keys; SPIRE's `disk` and `memory` KeyManager plugins are the model.
  */
-import { generateKeyPair, randomBytes, type KeyObject } from 'node:crypto';
+import { createPrivateKey, generateKeyPair, randomBytes, type KeyObject } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -49,17 +49,32 @@ function checkId(id: string): void {
   }
 }
 
+/**
+ * A new key, as a key object of its own. On Node 20 an EC or RSA JWK export
+ * (the bundle and the journal do that for JWT keys) of a key from
+ * `generateKeyPairSync` can hang the process: the export holds the key's
+ * lock while allocating, and the garbage collection that finalizes the
+ * generation job takes the same lock in `~KeyPairGenConfig`. The async
+ * `generateKeyPair` used here is not affected (its job is destroyed right
+ * after its callback), but a PKCS#8 round trip (that export is safe) makes
+ * every key handed out independent of how it was generated; see docs/ca.md.
+ */
 async function newKey(type: CaKeyType): Promise<KeyObject> {
+  let generated: KeyObject;
   switch (type) {
     case 'ec-p256':
-      return (await generateKeyPairAsync('ec', { namedCurve: 'P-256' })).privateKey;
+      generated = (await generateKeyPairAsync('ec', { namedCurve: 'P-256' })).privateKey;
+      break;
     case 'ec-p384':
-      return (await generateKeyPairAsync('ec', { namedCurve: 'P-384' })).privateKey;
+      generated = (await generateKeyPairAsync('ec', { namedCurve: 'P-384' })).privateKey;
+      break;
     case 'rsa-2048':
-      return (await generateKeyPairAsync('rsa', { modulusLength: 2048, publicExponent: 65537 })).privateKey;
+      generated = (await generateKeyPairAsync('rsa', { modulusLength: 2048, publicExponent: 65537 })).privateKey;
+      break;
     default:
       throw new CaError('CA_KEY_UNAVAILABLE', `unsupported key type ${JSON.stringify(type)}; use one of ${CA_KEY_TYPES.join(', ')}`);
   }
+  return createPrivateKey({ key: generated.export({ type: 'pkcs8', format: 'der' }), format: 'der', type: 'pkcs8' });
 }
 
 /**
