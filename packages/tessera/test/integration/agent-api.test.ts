@@ -25,6 +25,7 @@ import { serverId } from '../../src/server/registration/index.js';
 import { agentAdmin, joinTokenAgentId } from '../../src/server/api/agent-admin.js';
 import { signX509popChallenge, x509popAgentId } from '../../src/server/attestation/index.js';
 import { startAgentApi, type AgentApiServer } from '../../src/server/agent-api/index.js';
+import { requestChannel } from '../../bench/agent-client.js';
 
 const td = TrustDomain.parse('example.org');
 const dir = mkdtempSync(join(tmpdir(), 'tessera-agent-api-'));
@@ -86,31 +87,6 @@ function agentClient(creds?: AgentCreds): Client<typeof AgentApi> {
       },
     }),
   );
-}
-
-/** An async iterable the test pushes request messages into. */
-function requestChannel<T>(): AsyncIterable<T> & { push(v: T): void; end(): void } {
-  const queue: T[] = [];
-  let ended = false;
-  let wake: (() => void) | undefined;
-  return {
-    push(v) {
-      queue.push(v);
-      wake?.();
-    },
-    end() {
-      ended = true;
-      wake?.();
-    },
-    async *[Symbol.asyncIterator]() {
-      for (;;) {
-        while (queue.length > 0) yield queue.shift()!;
-        if (ended) return;
-        await new Promise<void>((r) => (wake = r));
-        wake = undefined;
-      }
-    },
-  };
 }
 
 interface Attested extends AgentCreds {
