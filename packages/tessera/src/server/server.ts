@@ -129,8 +129,13 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   // (sequence bumped only when the content changes). Concurrent publishers
   // are serialized by the bundle's optimistic sequence check.
   const contributionKey = `${CONTRIBUTION_PREFIX}${instanceId}`;
+  let lastContribution = '';
   const publishBundle = async (): Promise<void> => {
-    await ds.setCaJournal(contributionKey, marshalBundleContribution(ca.bundleContribution()));
+    const contribution = marshalBundleContribution(ca.bundleContribution());
+    if (contribution !== lastContribution) {
+      await ds.setCaJournal(contributionKey, contribution);
+      lastContribution = contribution;
+    }
     for (let attempt = 0; ; attempt++) {
       const contributions = [];
       for (const row of await ds.listCaJournals(CONTRIBUTION_PREFIX)) {
@@ -196,7 +201,10 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
 
   metrics.gaugeFn('tessera_server_entries', 'Registration entries', () => ds.countEntries());
   metrics.gaugeFn('tessera_server_agents', 'Attested agents', () => ds.countAgents());
-  metrics.gaugeFn('tessera_server_bundle_sequence', 'Sequence number of the trust bundle', async () => ca.status().bundleSequence ?? 0);
+  metrics.gaugeFn('tessera_server_bundle_sequence', 'spiffe_sequence of the published trust bundle', async () => {
+    const stored = await ds.getBundle(config.trustDomain.name);
+    return stored ? (SpiffeBundle.parse(config.trustDomain, stored.bundle).sequenceNumber ?? 0) : 0;
+  });
   metrics.gaugeFn('tessera_server_ca_authority_expiry_seconds', 'Seconds until the CA authorities expire, by kind and slot', async () => {
     const s = ca.status();
     const rows: [Record<string, string>, number][] = [];
