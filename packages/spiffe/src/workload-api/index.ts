@@ -19,3 +19,9 @@ export type { SourceOptions, SourceEvents } from './watched-source.js';
 export { X509Source, type X509SourceOptions } from './x509-source.js';
 export { JwtSource } from './jwt-source.js';
 export { BundleSource } from './bundle-source.js';
+/**
+ * The Workload API's wire schema (messages and the `SpiffeWorkloadAPI`
+ * service descriptor, generated from proto/workload/workload.proto), for
+ * implementations of the server side such as Tessera's agent.
+ */
+export * as workloadApiWire from './gen/workload/workload_pb.js';
