@@ -1,7 +1,7 @@
 import * as http2 from 'node:http2';
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import type { ConnectRouter, Interceptor } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 
@@ -84,6 +84,13 @@ export async function serveGrpcOnUnixSocket(
     sessions.add(s);
     s.on('close', () => sessions.delete(s));
   });
+  // Connections that never spoke HTTP/2 have no session; track them too, so
+  // close() cannot wait forever on an idle client.
+  const sockets = new Set<Socket>();
+  server.on('connection', (sock: Socket) => {
+    sockets.add(sock);
+    sock.on('close', () => sockets.delete(sock));
+  });
   return {
     path,
     server,
@@ -101,6 +108,7 @@ export async function serveGrpcOnUnixSocket(
         // Streams that do not finish (a peer still sending) are cut after a grace period.
         setTimeout(() => {
           for (const s of sessions) s.destroy();
+          for (const sock of sockets) sock.destroy();
         }, CLOSE_GRACE_MS).unref();
       }),
   };

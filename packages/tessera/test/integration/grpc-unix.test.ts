@@ -42,6 +42,22 @@ test('gRPC over a Unix socket: a call, bad bytes, and an oversize request', asyn
   assert.equal((await client.check({})).ca, 'calls 3');
 });
 
+test('close() finishes while idle clients (no HTTP/2 yet) are connected', async () => {
+  const path = join(dir, 'idle.sock');
+  const srv = await serveGrpcOnUnixSocket(path, (r) => r.service(ServerHealth, { check: () => ({ ready: true }) }));
+  const idle = await Promise.all(
+    Array.from({ length: 20 }, async () => {
+      const s = connect(path);
+      s.on('error', () => undefined);
+      await once(s, 'connect');
+      return s;
+    }),
+  );
+  await srv.close();
+  assert.ok(!existsSync(path));
+  for (const s of idle) s.destroy();
+});
+
 test('a stale socket file is replaced; a live one is refused; a regular file is refused', async () => {
   // A crashed server leaves its socket file behind: bind one and detach it without unlinking.
   const stale = join(dir, 'stale.sock');
