@@ -1,0 +1,339 @@
+import type { Socket } from 'node:net';
+import { Code, ConnectError, createContextKey, createContextValues, type HandlerContext } from '@connectrpc/connect';
+import { create, toBinary, type JsonObject } from '@bufbuild/protobuf';
+import { TrustDomain } from '@tessera/spiffe/id';
+import { JwtBundle, JwtBundleSet } from '@tessera/spiffe/bundle';
+import { JwtSvid } from '@tessera/spiffe/svid';
+import { SECURITY_HEADER, workloadApiWire as wire } from '@tessera/spiffe/workload-api';
+
+import type { Selector } from '../../server/registration/index.js';
+import type { Logger } from '../../observe/logger.js';
+import { serveGrpcOnUnixSocket } from '../../grpc/unix-server.js';
+import type { PeerCredentials } from '../workload-attestors/index.js';
+import type { CachedSvid, IdentityCache, TrustBundle } from './identity-cache.js';
+
+/** Options of {@link startWorkloadApi}. */
+export interface WorkloadApiOptions {
+  /** Absolute path of the Unix socket to serve on (created with mode 0777). */
+  readonly socketPath: string;
+  readonly cache: IdentityCache;
+  /** Selectors of the process `pid` (e.g. `unixAttestor().attest`). */
+  readonly attest: (pid: number) => Promise<Selector[]>;
+  /** The caller of a connection (e.g. `peerCredentials`, SO_PEERCRED). */
+  readonly peer: (socket: Socket) => PeerCredentials;
+  readonly logger?: Pick<Logger, 'debug' | 'warn'>;
+}
+
+/** A running Workload API endpoint. */
+export interface WorkloadApiServer {
+  readonly socketPath: string;
+  /** Ends open streams, stops listening, removes the socket file. */
+  close(): Promise<void>;
+}
+
+const kSocket = createContextKey<Socket | undefined>(undefined);
+const NO_IDENTITY = 'no identity issued';
+/** How long close() lets connections end by themselves before cutting them. */
+const CLOSE_GRACE_MS = 1000;
+
+interface Caller {
+  readonly pid: number;
+  readonly selectors: Selector[];
+}
+
+const tdId = (td: string): string => (td.startsWith('spiffe://') ? td : `spiffe://${td}`);
+const tdName = (td: string): string => (td.startsWith('spiffe://') ? td.slice('spiffe://'.length) : td);
+const concat = (ders: readonly Buffer[]): Buffer => Buffer.concat(ders.map((d) => Buffer.from(d)));
+
+function sameBytes(a: Uint8Array | undefined, b: Uint8Array): boolean {
+  return a !== undefined && a.length === b.length && Buffer.compare(a, b) === 0;
+}
+
+/** JWKS JSON with every key lacking a `kid` removed (go-spiffe rejects such keys). */
+function jwksWithKids(jwks: string): string {
+  try {
+    const doc = JSON.parse(jwks) as { keys?: unknown };
+    const keys = Array.isArray(doc.keys) ? doc.keys.filter((k) => k !== null && typeof k === 'object' && typeof (k as { kid?: unknown }).kid === 'string' && (k as { kid: string }).kid !== '') : [];
+    return JSON.stringify({ ...doc, keys });
+  } catch {
+    return JSON.stringify({ keys: [] });
+  }
+}
+
+/** Waits for cache changes; a change that happened while nobody waited is not lost. */
+class ChangeSignal {
+  #dirty = false;
+  #wake: (() => void) | undefined;
+  readonly #unsubscribe: () => void;
+
+  constructor(
+    cache: IdentityCache,
+    private readonly signal: AbortSignal,
+  ) {
+    this.#unsubscribe = cache.onChange(() => {
+      this.#dirty = true;
+      this.#wake?.();
+    });
+    signal.addEventListener('abort', this.#onAbort);
+  }
+
+  readonly #onAbort = (): void => this.#wake?.();
+
+  /** Resolves true on a change, false once the call is cancelled. */
+  async next(): Promise<boolean> {
+    if (!this.#dirty && !this.signal.aborted) {
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+      });
+      this.#wake = undefined;
+    }
+    if (this.signal.aborted) return false;
+    this.#dirty = false;
+    return true;
+  }
+
+  dispose(): void {
+    this.#unsubscribe();
+    this.signal.removeEventListener('abort', this.#onAbort);
+    this.#wake?.();
+  }
+}
+
+/**
+ * Serves the SPIFFE Workload API (spec/workload-api.md) on a Unix socket:
+ * callers are identified by SO_PEERCRED and attested, then served the
+ * identities the cache holds for their selectors. Streams send the full
+ * state at once and again whenever the caller's view changes.
+ */
+export async function startWorkloadApi(options: WorkloadApiOptions): Promise<WorkloadApiServer> {
+  const { cache, attest, peer, logger } = options;
+  const closing = new AbortController();
+
+  function checkHeader(ctx: HandlerContext): void {
+    if (ctx.requestHeader.get(SECURITY_HEADER) !== 'true') throw new ConnectError('security header missing from request', Code.InvalidArgument);
+  }
+
+  async function attestPid(pid: number): Promise<Selector[]> {
+    try {
+      return await attest(pid);
+    } catch (e) {
+      logger?.warn('workload attestation failed', { pid, error: e instanceof Error ? e.message : String(e) });
+      throw new ConnectError(`workload attestation failed: ${e instanceof Error ? e.message : String(e)}`, Code.Unavailable);
+    }
+  }
+
+  async function identify(ctx: HandlerContext): Promise<Caller> {
+    const socket = ctx.values.get(kSocket);
+    let pid: number;
+    try {
+      if (socket === undefined) throw new Error('no connection');
+      pid = peer(socket).pid;
+    } catch (e) {
+      logger?.warn('cannot identify the Workload API caller', { error: e instanceof Error ? e.message : String(e) });
+      throw new ConnectError(`cannot identify the caller: ${e instanceof Error ? e.message : String(e)}`, Code.Unavailable);
+    }
+    return { pid, selectors: await attestPid(pid) };
+  }
+
+  function svidsOf(selectors: readonly Selector[]): readonly CachedSvid[] {
+    const { svids } = cache.identitiesFor(selectors);
+    if (svids.length === 0) throw new ConnectError(NO_IDENTITY, Code.PermissionDenied);
+    return svids;
+  }
+
+  /** The federated bundles the caller's identities federate with (never the own trust domain), sorted. */
+  function federatedFor(svids: readonly CachedSvid[], own: TrustBundle): TrustBundle[] {
+    const wanted = new Set(svids.flatMap((s) => s.federatesWith.map(tdName)));
+    wanted.delete(tdName(own.trustDomain));
+    const all = cache.federatedBundles();
+    const out: TrustBundle[] = [];
+    for (const [td, b] of [...all].sort(([a], [c]) => (a < c ? -1 : a > c ? 1 : 0))) if (wanted.has(tdName(td))) out.push({ ...b, trustDomain: tdName(td) });
+    return out;
+  }
+
+  function x509SvidResponse(selectors: readonly Selector[]): wire.X509SVIDResponse {
+    const svids = svidsOf(selectors);
+    const own = cache.bundle();
+    const ownDer = concat(own.x509Authorities);
+    const federated: Record<string, Uint8Array> = {};
+    for (const b of federatedFor(svids, own)) federated[tdId(b.trustDomain)] = concat(b.x509Authorities);
+    return create(wire.X509SVIDResponseSchema, {
+      svids: svids.map((s) => ({
+        spiffeId: s.spiffeId,
+        x509Svid: concat(s.certificates),
+        x509SvidKey: s.privateKey.export({ type: 'pkcs8', format: 'der' }),
+        bundle: ownDer,
+        hint: s.hint,
+      })),
+      federatedBundles: federated,
+    });
+  }
+
+  function x509BundlesResponse(selectors: readonly Selector[]): wire.X509BundlesResponse {
+    const svids = svidsOf(selectors);
+    const own = cache.bundle();
+    const bundles: Record<string, Uint8Array> = { [tdId(own.trustDomain)]: concat(own.x509Authorities) };
+    for (const b of federatedFor(svids, own)) bundles[tdId(b.trustDomain)] = concat(b.x509Authorities);
+    return create(wire.X509BundlesResponseSchema, { bundles });
+  }
+
+  function jwtBundlesResponse(selectors: readonly Selector[]): wire.JWTBundlesResponse {
+    const svids = svidsOf(selectors);
+    const own = cache.bundle();
+    const bundles: Record<string, Uint8Array> = { [tdId(own.trustDomain)]: Buffer.from(jwksWithKids(own.jwks)) };
+    for (const b of federatedFor(svids, own)) bundles[tdId(b.trustDomain)] = Buffer.from(jwksWithKids(b.jwks));
+    return create(wire.JWTBundlesResponseSchema, { bundles });
+  }
+
+  /** A full-state stream: the first message at once, then one per change of the caller's view. */
+  async function* watch<T extends wire.X509SVIDResponse | wire.X509BundlesResponse | wire.JWTBundlesResponse>(
+    ctx: HandlerContext,
+    schema: Parameters<typeof toBinary>[0],
+    build: (selectors: readonly Selector[]) => T,
+  ): AsyncGenerator<T> {
+    checkHeader(ctx);
+    const caller = await identify(ctx);
+    // Ends when the caller cancels or the server closes.
+    const changes = new ChangeSignal(cache, AbortSignal.any([ctx.signal, closing.signal]));
+    try {
+      let selectors = caller.selectors;
+      let last: Uint8Array | undefined;
+      for (;;) {
+        const msg = build(selectors);
+        const bytes = toBinary(schema, msg);
+        if (!sameBytes(last, bytes)) {
+          last = bytes;
+          yield msg;
+        }
+        if (!(await changes.next())) return;
+        // The caller's entries may have changed with the cache: re-attest it.
+        selectors = await attestPid(caller.pid);
+      }
+    } finally {
+      changes.dispose();
+    }
+  }
+
+  function guardStream<T>(name: string, gen: () => AsyncGenerator<T>): () => AsyncGenerator<T> {
+    return async function* () {
+      try {
+        yield* gen();
+      } catch (e) {
+        throw toConnectError(name, e);
+      }
+    };
+  }
+
+  function toConnectError(method: string, e: unknown): ConnectError {
+    if (e instanceof ConnectError) return e;
+    logger?.warn('Workload API call failed', { method, error: e instanceof Error ? e.message : String(e) });
+    return new ConnectError('internal error', Code.Internal);
+  }
+
+  async function fetchJwtSvid(req: wire.JWTSVIDRequest, ctx: HandlerContext): Promise<wire.JWTSVIDResponse> {
+    checkHeader(ctx);
+    if (req.audience.length === 0 || req.audience.some((a) => a === '')) {
+      throw new ConnectError('audience must be specified', Code.InvalidArgument);
+    }
+    const caller = await identify(ctx);
+    let svids = svidsOf(caller.selectors);
+    if (req.spiffeId !== '') {
+      svids = svids.filter((s) => s.spiffeId === req.spiffeId);
+      if (svids.length === 0) throw new ConnectError(`no identity issued for ${JSON.stringify(req.spiffeId)}`, Code.PermissionDenied);
+    }
+    const seen = new Set<string>();
+    const out: { spiffeId: string; svid: string; hint: string }[] = [];
+    for (const s of svids) {
+      if (seen.has(s.spiffeId)) continue;
+      seen.add(s.spiffeId);
+      let minted;
+      try {
+        minted = await cache.fetchJwtSvid(s.spiffeId, req.audience);
+      } catch (e) {
+        logger?.warn('cannot mint a JWT-SVID', { spiffeId: s.spiffeId, error: e instanceof Error ? e.message : String(e) });
+        throw new ConnectError('cannot mint a JWT-SVID', Code.Unavailable);
+      }
+      out.push({ spiffeId: s.spiffeId, svid: minted.token, hint: s.hint });
+    }
+    return create(wire.JWTSVIDResponseSchema, { svids: out });
+  }
+
+  async function validateJwtSvid(req: wire.ValidateJWTSVIDRequest, ctx: HandlerContext): Promise<wire.ValidateJWTSVIDResponse> {
+    checkHeader(ctx);
+    if (req.audience === '') throw new ConnectError('audience must be specified', Code.InvalidArgument);
+    if (req.svid === '') throw new ConnectError('svid must be specified', Code.InvalidArgument);
+    // Verifiers need no identity of their own, but the caller must still be identifiable.
+    await identify(ctx);
+    const set = new JwtBundleSet();
+    const own = cache.bundle();
+    for (const b of [own, ...[...cache.federatedBundles()].map(([td, fb]) => ({ ...fb, trustDomain: td }))]) {
+      try {
+        set.add(JwtBundle.parse(TrustDomain.parse(tdName(b.trustDomain)), jwksWithKids(b.jwks)));
+      } catch (e) {
+        logger?.warn('unusable JWT bundle skipped', { trustDomain: b.trustDomain, error: e instanceof Error ? e.message : String(e) });
+      }
+    }
+    let svid: JwtSvid;
+    try {
+      svid = JwtSvid.parseAndValidate(req.svid, set, req.audience);
+    } catch (e) {
+      throw new ConnectError(e instanceof Error ? e.message : String(e), Code.InvalidArgument);
+    }
+    return create(wire.ValidateJWTSVIDResponseSchema, { spiffeId: svid.id.toString(), claims: svid.claims as JsonObject });
+  }
+
+  const server = await serveGrpcOnUnixSocket(
+    options.socketPath,
+    (router) => {
+      router.service(wire.SpiffeWorkloadAPI, {
+        fetchX509SVID: (_req, ctx) => guardStream('FetchX509SVID', () => watch(ctx, wire.X509SVIDResponseSchema, x509SvidResponse))(),
+        fetchX509Bundles: (_req, ctx) => guardStream('FetchX509Bundles', () => watch(ctx, wire.X509BundlesResponseSchema, x509BundlesResponse))(),
+        fetchJWTBundles: (_req, ctx) => guardStream('FetchJWTBundles', () => watch(ctx, wire.JWTBundlesResponseSchema, jwtBundlesResponse))(),
+        fetchJWTSVID: async (req, ctx) => {
+          try {
+            return await fetchJwtSvid(req, ctx);
+          } catch (e) {
+            throw toConnectError('FetchJWTSVID', e);
+          }
+        },
+        validateJWTSVID: async (req, ctx) => {
+          try {
+            return await validateJwtSvid(req, ctx);
+          } catch (e) {
+            throw toConnectError('ValidateJWTSVID', e);
+          }
+        },
+      });
+    },
+    {
+      mode: 0o777,
+      contextValues: (req) => createContextValues().set(kSocket, req.socket as Socket | undefined),
+    },
+  );
+  // Every accepted connection, so close() can cut those that never speak HTTP/2
+  // (they would otherwise keep the server open forever).
+  const connections = new Set<Socket>();
+  server.server.on('connection', (socket: Socket) => {
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+  });
+  let closed: Promise<void> | undefined;
+  return {
+    socketPath: server.path,
+    close: () => {
+      closed ??= (async () => {
+        closing.abort();
+        const done = server.close();
+        const timer = setTimeout(() => {
+          for (const c of connections) c.destroy();
+        }, CLOSE_GRACE_MS);
+        try {
+          await done;
+        } finally {
+          clearTimeout(timer);
+        }
+      })();
+      return closed;
+    },
+  };
+}
