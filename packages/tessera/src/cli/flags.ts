@@ -237,3 +237,13 @@ export function parseFlags(argv: readonly string[], specs: readonly FlagSpec[]):
   }
   return new ParsedFlags(new Map(specs.map((s) => [s.name, s])), values, positionals, help);
 }
+
+/** `-output text|json` (`pretty` is SPIRE's name for the text form). */
+export const OUTPUT_FLAG: FlagSpec = {
+  name: 'output',
+  kind: 'string',
+  valueName: 'format',
+  choices: ['text', 'pretty', 'json'],
+  default: 'text',
+  description: 'Output format',
+};

@@ -8,18 +8,11 @@ import { SelectorSchema, type Selector } from '../../gen/tessera/v1/types_pb.js'
 import { parseSelector, RegistrationError } from '../../server/registration/index.js';
 import type { OutputStream } from '../command.js';
 import { CommandError, UsageError } from '../errors.js';
-import type { FlagSpec, ParsedFlags } from '../flags.js';
+import { OUTPUT_FLAG, type ParsedFlags } from '../flags.js';
+
+export { OUTPUT_FLAG };
 import { readInputFile } from '../input-files.js';
 
-/** `-output text|json` (SPIRE's `pretty` is `text`). */
-export const OUTPUT_FLAG: FlagSpec = {
-  name: 'output',
-  kind: 'string',
-  valueName: 'format',
-  choices: ['text', 'pretty', 'json'],
-  default: 'text',
-  description: 'Output format',
-};
 
 /** Whether the command was asked for JSON output. */
 export function wantsJson(flags: ParsedFlags): boolean {

@@ -10,19 +10,10 @@ import { describeKey, type Certificate } from '@tessera/spiffe/x509';
 import { describeCertificate, renderCertificateReports } from '../certificate-report.js';
 import type { Command, CommandContext, CommandGroup } from '../command.js';
 import { CommandError, ExitCode, UsageError } from '../errors.js';
-import type { FlagSpec } from '../flags.js';
+import { OUTPUT_FLAG } from '../flags.js';
 import { loadX509BundleFile, parseCertificateFile, readInputFile } from '../input-files.js';
 import { describeValidity, formatTime } from '../time-format.js';
 
-const OUTPUT_FLAG: FlagSpec = {
-  name: 'output',
-  kind: 'string',
-  valueName: 'format',
-  // `pretty` is SPIRE's name for the text form.
-  choices: ['text', 'pretty', 'json'],
-  default: 'text',
-  description: 'Output format',
-};
 
 const inspect: Command = {
   name: 'inspect',

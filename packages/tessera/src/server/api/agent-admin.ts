@@ -5,7 +5,7 @@ import { AgentAdmin } from '../../gen/tessera/v1/admin_pb.js';
 import type { AgentFilter, Datastore } from '../datastore/index.js';
 import { serverId, validateSelector } from '../registration/index.js';
 import { agentToProto } from './convert.js';
-import { toConnectError } from './errors.js';
+import { withConnectErrors } from './errors.js';
 
 /** The agent ID a join token attests to (SPIRE: spiffe://<td>/spire/agent/join_token/<token>). */
 export function joinTokenAgentId(td: TrustDomain, token: string): string {
@@ -38,17 +38,10 @@ function agentId(td: TrustDomain, id: string): string {
 /** The Admin API's agent service: attested agents, bans, evictions and join tokens. */
 export function agentAdmin(ds: Datastore, opts: AgentAdminOptions): ServiceImpl<typeof AgentAdmin> {
   const td = opts.trustDomain;
-  const wrap = async <T>(f: () => Promise<T>): Promise<T> => {
-    try {
-      return await f();
-    } catch (e) {
-      throw toConnectError(e);
-    }
-  };
   return {
-    countAgents: () => wrap(async () => ({ count: BigInt(await ds.countAgents()) })),
+    countAgents: () => withConnectErrors(async () => ({ count: BigInt(await ds.countAgents()) })),
     listAgents: (req) =>
-      wrap(async () => {
+      withConnectErrors(async () => {
         const filter: AgentFilter = {};
         if (req.byAttestationType) filter.attestationType = req.byAttestationType;
         if (req.byBanned === 1) filter.banned = true;
@@ -58,23 +51,23 @@ export function agentAdmin(ds: Datastore, opts: AgentAdminOptions): ServiceImpl<
         return { agents: page.items.map(agentToProto), nextPageToken: page.nextPageToken ?? '' };
       }),
     getAgent: (req) =>
-      wrap(async () => {
+      withConnectErrors(async () => {
         const a = await ds.getAgent(agentId(td, req.spiffeId));
         if (!a) throw new ConnectError(`agent "${req.spiffeId}" not found`, Code.NotFound);
         return agentToProto(a);
       }),
     banAgent: (req) =>
-      wrap(async () => {
+      withConnectErrors(async () => {
         await ds.banAgent(agentId(td, req.spiffeId));
         return {};
       }),
     deleteAgent: (req) =>
-      wrap(async () => {
+      withConnectErrors(async () => {
         await ds.deleteAgent(agentId(td, req.spiffeId));
         return {};
       }),
     createJoinToken: (req) =>
-      wrap(async () => {
+      withConnectErrors(async () => {
         const ttl = req.ttl === 0 ? opts.joinTokenTtlSeconds : req.ttl;
         if (ttl < 0 || ttl > MAX_TOKEN_TTL) throw new ConnectError(`join token TTL must be between 1 and ${MAX_TOKEN_TTL} seconds`, Code.InvalidArgument);
         const token = req.token || randomUUID();

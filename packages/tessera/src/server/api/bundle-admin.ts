@@ -6,7 +6,7 @@ import { BundleAdmin } from '../../gen/tessera/v1/admin_pb.js';
 import { BundleSchema, JwtKeySchema, type Bundle } from '../../gen/tessera/v1/types_pb.js';
 import type { Datastore } from '../datastore/index.js';
 import type { ServerCa } from '../ca/index.js';
-import { toConnectError } from './errors.js';
+import { withConnectErrors } from './errors.js';
 
 /** A SPIFFE bundle as the Admin API's Bundle message. */
 export function bundleToProto(b: SpiffeBundle): Bundle {
@@ -51,34 +51,27 @@ export function bundleAdmin(ds: Datastore, ca: ServerCa): ServiceImpl<typeof Bun
     if (!stored) throw new ConnectError(`no bundle for trust domain "${td.name}"`, Code.NotFound);
     return SpiffeBundle.parse(td, stored.bundle);
   };
-  const wrap = async <T>(f: () => Promise<T>): Promise<T> => {
-    try {
-      return await f();
-    } catch (e) {
-      throw toConnectError(e);
-    }
-  };
   return {
     // The published bundle: the union of every replica's authorities (falls back to this CA's own).
     getBundle: () =>
-      wrap(async () => {
+      withConnectErrors(async () => {
         const stored = await ds.getBundle(own.name);
         return bundleToProto(stored ? SpiffeBundle.parse(own, stored.bundle) : ca.bundle());
       }),
     listFederatedBundles: () =>
-      wrap(async () => ({
+      withConnectErrors(async () => ({
         bundles: (await ds.listBundles()).filter((b) => b.trustDomain !== own.name).map((b) => bundleToProto(SpiffeBundle.parse(TrustDomain.parse(b.trustDomain), b.bundle))),
       })),
-    getFederatedBundle: (req) => wrap(async () => bundleToProto(await load(foreignTrustDomain(own, req.trustDomain)))),
+    getFederatedBundle: (req) => withConnectErrors(async () => bundleToProto(await load(foreignTrustDomain(own, req.trustDomain)))),
     setFederatedBundle: (req) =>
-      wrap(async () => {
+      withConnectErrors(async () => {
         const td = foreignTrustDomain(own, req.trustDomain);
         const b = parseBundleInput(td, req.bundle, req.format);
         await ds.setBundle(td.name, b.marshal());
         return bundleToProto(b);
       }),
     deleteFederatedBundle: (req) =>
-      wrap(async () => {
+      withConnectErrors(async () => {
         await ds.deleteBundle(foreignTrustDomain(own, req.trustDomain).name, 'restrict');
         return {};
       }),

@@ -30,3 +30,12 @@ export function toConnectError(e: unknown): ConnectError {
   const s = statusOf(e);
   return new ConnectError(s.message, s.code, undefined, undefined, e);
 }
+
+/** Runs `f`, rethrowing whatever it throws as a ConnectError with the mapped status. */
+export async function withConnectErrors<T>(f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    throw toConnectError(e);
+  }
+}
