@@ -341,7 +341,8 @@ describe('tessera server entry/token/agent (CLI against a real server)', () => {
       [['entry', 'show', '-entryID', 'x', '-spiffeID', 'spiffe://cluster.local/x'], /can't be combined/],
       [['entry', 'show', '-matchSelectorsOn', 'most'], /must be one of exact, subset, superset, any/],
       [['entry', 'update', '-entryID', 'x'], /nothing to update/],
-      [['entry', 'delete'], /missing required flag --entry-id/],
+      [['entry', 'delete'], /an entry ID is required: give -entryID \(or -file\)/],
+      [['entry', 'delete', '-entryID', 'x', '-file', 'ids.json'], /-entryID and -file cannot be combined/],
       [['token', 'generate', '-ttl', '10m'], /invalid value "10m" for -ttl/],
       [['agent', 'show'], /missing required flag --spiffe-id/],
     ];

@@ -361,7 +361,8 @@ for (const backend of backends()) {
         await ds.setBundle('y.org', json(1));
         await ds.setBundle('z.org', json(1));
         const [e1, e2] = await ds.createEntries([entry(1, { federatesWith: ['x.org', 'y.org'] }), entry(2, { federatesWith: ['y.org'] })]);
-        await rejectsWith(ds.deleteBundle('x.org'), 'CONFLICT', /1 entries federate with x\.org/);
+        await rejectsWith(ds.deleteBundle('x.org'), 'CONFLICT', new RegExp(`^1 entry federates with x\\.org: ${e1!.id} \\(${e1!.spiffeId}\\);`));
+        assert.equal((await ds.getBundle('x.org'))?.sequence, 1, 'restrict deleted nothing');
         await ds.deleteBundle('x.org', 'dissociate');
         const after1 = await ds.getEntry(e1!.id);
         assert.deepEqual(after1?.federatesWith, ['y.org']);

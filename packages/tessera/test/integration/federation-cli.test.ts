@@ -189,6 +189,96 @@ describe('tessera server federation (CLI against running servers)', () => {
     assert.equal((await federation('delete', '-id', 'b.test')).code, 0);
   });
 
+  it("create|update -data: SPIRE's JSON file, every relationship reported", async () => {
+    const file = join(dir, 'relationships.json');
+    const bBlock = `Trust domain              : b.test\nBundle endpoint URL       : ${bUrl}\nBundle endpoint profile   : https_spiffe\nEndpoint SPIFFE ID        : spiffe://b.test/tessera/server\n`;
+    const cBlock = (url: string) => `Trust domain              : c.test\nBundle endpoint URL       : ${url}\nBundle endpoint profile   : https_web\n`;
+    writeFileSync(
+      file,
+      JSON.stringify({
+        federationRelationships: [
+          {
+            trustDomain: 'b.test',
+            bundleEndpointURL: bUrl,
+            bundleEndpointProfile: 'https_spiffe',
+            endpointSPIFFEID: 'spiffe://b.test/tessera/server',
+            trustDomainBundle: JSON.parse(b.ca.bundle().marshal()) as unknown,
+            trustDomainBundleFormat: 'spiffe',
+          },
+          { trustDomain: 'c.test', bundleEndpointURL: 'https://bundle.c.test/', bundleEndpointProfile: 'https_web' },
+        ],
+      }),
+    );
+    const created = await federation('create', '-data', file);
+    assert.equal(created.code, 0, created.stderr);
+    assert.equal(created.stdout, `\n${bBlock}\n${cBlock('https://bundle.c.test/')}`);
+    assert.equal(created.stderr, '');
+    assert.match((await federation('list')).stdout, /^Found 2 federation relationships\n/);
+    // The inline bootstrap bundle authenticates the https_spiffe endpoint.
+    assert.equal((await federation('refresh', '-id', 'b.test')).code, 0);
+
+    // Again: both exist; each failure is reported with its code, exit 1.
+    const again = await federation('create', '-data', file);
+    assert.equal(again.code, 1);
+    assert.equal(again.stdout, '');
+    assert.match(again.stderr, /^\nFailed to create the following federation relationship \(code: AlreadyExists, msg: ".*b\.test.*"\):\nTrust domain {14}: b\.test\n/);
+    assert.match(again.stderr, /\nFailed to create the following federation relationship \(code: AlreadyExists, msg: ".*c\.test.*"\):\nTrust domain {14}: c\.test\n/);
+
+    // update -data replaces each relationship whole; a PEM bundle path is read relative to the file.
+    writeFileSync(
+      file,
+      JSON.stringify({
+        federation_relationships: [
+          { trust_domain: 'c.test', bundle_endpoint_url: 'https://c.example:8443/', bundle_endpoint_profile: 'https_web' },
+          { trustDomain: 'b.test', bundleEndpointURL: bUrl, bundleEndpointProfile: 'https_spiffe', endpointSPIFFEID: 'spiffe://b.test/tessera/server', trustDomainBundlePath: 'b.pem' },
+        ],
+      }),
+    );
+    const updated = await federation('update', '-data', file, '-output', 'json');
+    assert.equal(updated.code, 0, updated.stderr);
+    const results = (JSON.parse(updated.stdout) as { results: { status: { code: number }; federation_relationship: { trust_domain: string; bundle_endpoint_url: string } }[] }).results;
+    assert.deepEqual(results.map((r) => [r.status.code, r.federation_relationship.trust_domain, r.federation_relationship.bundle_endpoint_url]), [[0, 'c.test', 'https://c.example:8443/'], [0, 'b.test', bUrl]]);
+    assert.equal((await federation('show', '-trustDomain', 'c.test')).stdout, `Found a federation relationship with trust domain c.test:\n\n${cBlock('https://c.example:8443/')}`);
+
+    for (const td of ['b.test', 'c.test']) assert.equal((await federation('delete', '-id', td)).code, 0);
+  });
+
+  it('-data: a bad file is one line, exit 1, and creates nothing', async () => {
+    const file = join(dir, 'bad-relationships.json');
+    const good = { trustDomain: 'c.test', bundleEndpointURL: 'https://bundle.c.test/', bundleEndpointProfile: 'https_web' };
+    const cases: [unknown, RegExp][] = [
+      ['{"federationRelationships": [', /^cannot parse federation relationships ".*bad-relationships\.json": invalid JSON: /],
+      [{ relationships: [good] }, /: unknown field "relationships"\n$/],
+      [{ federationRelationships: [] }, /: "federationRelationships" is empty\n$/],
+      [{ federationRelationships: [good, { ...good, trustDomain: 'd.test', bundleEndpointURL: 'http://bundle.d.test/' }] }, /: federationRelationships\[1\]: bundle endpoint URL "http:\/\/bundle\.d\.test\/" must use https \(got http\)\n$/],
+      [{ federationRelationships: [good, { ...good, bundleEndpointProfile: 'https_spiffe' }] }, /: federationRelationships\[1\]: endpoint SPIFFE ID is required with profile https_spiffe/],
+      [{ federationRelationships: [{ ...good, trustDomainBundle: { keys: [] } }] }, /: federationRelationships\[0\]\.trustDomainBundle must be a string of PEM certificates\n$/],
+      [{ federationRelationships: [{ ...good, trustDomainBundle: '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n' }] }, /^cannot parse the PEM bundle from federationRelationships\[0\]\.trustDomainBundle: /],
+      [{ federationRelationships: [{ ...good, trustDomainBundlePath: 'b.json' }] }, /cannot parse the PEM bundle from ".*b\.json" \(federationRelationships\[0\]\): .*add -trustDomainBundleFormat spiffe/],
+      [{ federationRelationships: [good, { ...good, trustDomain: 'spiffe://c.test' }] }, /: federationRelationships\[1\]: trust domain "c\.test" is also federationRelationships\[0\]\n$/],
+      [{ federationRelationships: [{ ...good, colour: 'red' }] }, /: federationRelationships\[0\]: unknown field "colour"\n$/],
+    ];
+    for (const [doc, reason] of cases) {
+      writeFileSync(file, typeof doc === 'string' ? doc : JSON.stringify(doc));
+      for (const verb of ['create', 'update']) {
+        const r = await federation(verb, '-data', file);
+        assert.equal(r.code, 1, `${verb} ${JSON.stringify(doc)}: ${r.stderr}`);
+        assert.equal(r.stdout, '');
+        assert.match(r.stderr, reason, JSON.stringify(doc));
+        assert.equal(r.stderr.split('\n').length, 2, `one line: ${r.stderr}`);
+        assertNoStackTrace(r);
+      }
+    }
+    assert.equal((await federation('list')).stdout, 'Found 0 federation relationships\n', 'nothing was created');
+
+    const mixed = await federation('create', '-data', file, '-trustDomain', 'c.test');
+    assert.equal(mixed.code, 2);
+    assert.match(mixed.stderr, /-data cannot be combined with --trust-domain/);
+    const noTd = await federation('update', '-bundleEndpointURL', bUrl);
+    assert.equal(noTd.code, 2);
+    assert.match(noTd.stderr, /missing required flag --trust-domain <td> \(or give -data\)/);
+  });
+
   it('is listed under tessera server with help', async () => {
     const help = await runMain(['server', 'federation', '--help']);
     assert.equal(help.code, 0);

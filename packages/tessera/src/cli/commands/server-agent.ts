@@ -1,5 +1,5 @@
 /**
- * `tessera server agent list|show|count|evict|ban`: the agents the server
+ * `tessera server agent list|show|count|evict|ban|purge`: the agents the server
  * has attested (SPIRE's `spire-server agent …`).
  */
 import { create } from '@bufbuild/protobuf';
@@ -10,7 +10,7 @@ import { ExitCode } from '../errors.js';
 import type { FlagSpec } from '../flags.js';
 import { SOCKET_PATH_FLAG, connectServer, type ServerConnection } from '../server-client.js';
 import { formatTime } from '../time-format.js';
-import { OUTPUT_FLAG, parseSelectors, plural, wantsJson, writeJson } from './server-flags.js';
+import { OUTPUT_FLAG, parseSelectors, parseTtl, plural, wantsJson, writeJson, writeJsonValue } from './server-flags.js';
 
 const PAGE_SIZE = 500;
 
@@ -127,9 +127,69 @@ const ban: Command = {
   },
 };
 
+/** SPIRE's default -expiredFor: 30 days. */
+const DEFAULT_EXPIRED_FOR = '720h';
+
+interface PurgeResult {
+  agent_id: string;
+  deleted: boolean;
+  error?: string;
+}
+
+const purge: Command = {
+  name: 'purge',
+  summary: 'Delete agents whose SVID expired a while ago (agents that can re-attest only)',
+  description: [
+    "Deletes the agents whose X509-SVID expired more than -expiredFor ago (default 720h, 30 days), as SPIRE's",
+    "'agent purge' does: only agents that can re-attest (e.g. x509pop), since a purged join_token agent could",
+    'never come back. -dryRun lists them and deletes nothing. Exit code 1 if any deletion failed.',
+  ].join('\n'),
+  flags: [
+    { name: 'expired-for', kind: 'string', valueName: 'duration', default: DEFAULT_EXPIRED_FOR, description: "How long ago the agent's SVID must have expired (e.g. 720h, 24h, 90m)" },
+    { name: 'dry-run', kind: 'boolean', description: 'Only list the agents that would be purged' },
+    OUTPUT_FLAG,
+    SOCKET_PATH_FLAG,
+  ],
+  examples: ['tessera server agent purge -dryRun', 'tessera server agent purge -expiredFor 24h'],
+  async run({ io, flags }: CommandContext): Promise<number> {
+    const expiredFor = parseTtl(flags.string('expired-for')!, 'expiredFor');
+    const dryRun = flags.boolean('dry-run');
+    const server = connectServer(flags);
+    const cutoff = Math.floor(io.now().getTime() / 1000) - expiredFor;
+    // An agent with no recorded expiry (0) has no SVID that could have expired.
+    const expired = (await listAll(server, [], '')).filter((a) => a.canReattest && a.x509SvidExpiresAt !== 0n && Number(a.x509SvidExpiresAt) < cutoff);
+    const results: PurgeResult[] = [];
+    for (const a of expired) {
+      if (dryRun) {
+        results.push({ agent_id: a.spiffeId, deleted: false });
+        continue;
+      }
+      try {
+        await server.call(`cannot purge agent "${a.spiffeId}"`, () => server.agents.deleteAgent({ spiffeId: a.spiffeId }));
+        results.push({ agent_id: a.spiffeId, deleted: true });
+      } catch (e) {
+        results.push({ agent_id: a.spiffeId, deleted: false, error: (e as Error).message });
+      }
+    }
+    const failed = results.filter((r) => r.error !== undefined);
+    if (wantsJson(flags)) {
+      writeJsonValue(io.stdout, { expired_agents: results });
+    } else if (results.length === 0) {
+      io.stdout.write('No agents to purge.\n');
+    } else {
+      io.stdout.write(`Found ${plural(results.length, 'expired agent', 'expired agents')}\n\n`);
+      const purged = results.filter((r) => r.deleted);
+      if (dryRun) io.stdout.write('Agents that can be purged:\n' + results.map((r) => line('SPIFFE ID', r.agent_id)).join(''));
+      if (purged.length > 0) io.stdout.write('Agents purged:\n' + purged.map((r) => line('SPIFFE ID', r.agent_id)).join(''));
+      if (failed.length > 0) io.stderr.write('Agents not purged:\n' + failed.map((r) => line('SPIFFE ID', r.agent_id) + line('Error', r.error!)).join(''));
+    }
+    return failed.length > 0 ? ExitCode.failure : ExitCode.ok;
+  },
+};
+
 /** `tessera server agent …`. */
 export const serverAgentCommands: CommandGroup = {
   name: 'agent',
-  summary: 'List, show, count, evict and ban attested agents',
-  commands: [list, show, count, evict, ban],
+  summary: 'List, show, count, evict, ban and purge attested agents',
+  commands: [list, show, count, evict, ban, purge],
 };

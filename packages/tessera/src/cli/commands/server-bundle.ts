@@ -7,12 +7,12 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { SpiffeBundle, X509Bundle } from '@tessera/spiffe/bundle';
 import { TrustDomain } from '@tessera/spiffe/id';
 import { BundleSchema, type Bundle } from '../../gen/tessera/v1/types_pb.js';
-import { ListFederatedBundlesResponseSchema } from '../../gen/tessera/v1/admin_pb.js';
+import { DeleteFederatedBundleRequest_Mode, ListFederatedBundlesResponseSchema } from '../../gen/tessera/v1/admin_pb.js';
 import type { Command, CommandContext, CommandGroup } from '../command.js';
 import { CommandError, ExitCode, UsageError } from '../errors.js';
 import type { FlagSpec, ParsedFlags } from '../flags.js';
 import { SOCKET_PATH_FLAG, connectServer } from '../server-client.js';
-import { OUTPUT_FLAG, readFileOrStdin, wantsJson, writeJson } from './server-flags.js';
+import { OUTPUT_FLAG, readFileOrStdin, wantsJson, writeJson, writeJsonValue } from './server-flags.js';
 
 const FORMAT_FLAG: FlagSpec = {
   name: 'format',
@@ -134,16 +134,38 @@ const set: Command = {
   },
 };
 
+const MODE_FLAG: FlagSpec = {
+  name: 'mode',
+  kind: 'string',
+  valueName: 'mode',
+  choices: ['restrict', 'dissociate', 'delete'],
+  default: 'restrict',
+  description: 'Entries that federate with the trust domain: refuse (restrict), remove it from their federatesWith (dissociate), or delete them (delete)',
+};
+
+const DELETE_MODES: Record<string, DeleteFederatedBundleRequest_Mode> = {
+  restrict: DeleteFederatedBundleRequest_Mode.RESTRICT,
+  dissociate: DeleteFederatedBundleRequest_Mode.DISSOCIATE,
+  delete: DeleteFederatedBundleRequest_Mode.DELETE,
+};
+
 const del: Command = {
   name: 'delete',
   summary: 'Delete the bundle of a federated trust domain',
-  flags: [{ ...ID_FLAG, required: true }, SOCKET_PATH_FLAG],
-  examples: ['tessera server bundle delete -id spiffe://partner.example'],
+  description: [
+    "Deletes a federated trust domain's bundle. -mode says what happens to entries that federate with it, as",
+    "in SPIRE: restrict (the default) refuses and names them; dissociate removes the trust domain from their",
+    'federatesWith; delete deletes them. The entries and the bundle change together or not at all.',
+  ].join('\n'),
+  flags: [{ ...ID_FLAG, required: true }, MODE_FLAG, OUTPUT_FLAG, SOCKET_PATH_FLAG],
+  examples: ['tessera server bundle delete -id spiffe://partner.example', 'tessera server bundle delete -id spiffe://partner.example -mode dissociate'],
   async run({ io, flags }: CommandContext): Promise<number> {
     const td = trustDomainFlag(flags)!;
+    const mode = DELETE_MODES[flags.string(MODE_FLAG.name)!]!;
     const server = connectServer(flags);
-    await server.call(`cannot delete the bundle of ${td.name}`, () => server.bundles.deleteFederatedBundle({ trustDomain: td.name }));
-    io.stdout.write('bundle deleted.\n');
+    await server.call(`cannot delete the bundle of ${td.name}`, () => server.bundles.deleteFederatedBundle({ trustDomain: td.name, mode }));
+    if (wantsJson(flags)) writeJsonValue(io.stdout, {});
+    else io.stdout.write('bundle deleted.\n');
     return ExitCode.ok;
   },
 };

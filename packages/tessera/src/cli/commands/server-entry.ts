@@ -8,6 +8,7 @@ import { SpiffeId, TrustDomain } from '@tessera/spiffe/id';
 import {
   BatchCreateEntryResponseSchema,
   BatchDeleteEntryResponseSchema,
+  type BatchDeleteEntryResponse,
   BatchUpdateEntryResponseSchema,
   CountEntriesResponseSchema,
   EntryFilterSchema,
@@ -528,13 +529,102 @@ const updateCommand: Command = {
   },
 };
 
+/**
+ * Entry IDs of a `-file` for `entry delete`: SPIRE's `{"ids": [...]}`, or
+ * `{"entries": [{"id": …}, …]}` (`entry_id` works too) so that the output of
+ * `entry show -output json` can be fed back. Unknown fields are errors.
+ */
+function parseDeleteIdsJson(data: Buffer, file: string): string[] {
+  const fail = (msg: string) => new CommandError(`cannot parse entry IDs ${file === '-' ? 'from standard input' : `"${file}"`}: ${msg}`);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(data.toString('utf8'));
+  } catch (e) {
+    throw fail(`invalid JSON: ${(e as Error).message}`);
+  }
+  if (!isObject(doc)) throw fail('expected an object with an "ids" array (or an "entries" array of {"id": …})');
+  for (const k of Object.keys(doc)) {
+    if (!['ids', 'entries', 'next_page_token', 'nextPageToken'].includes(k)) throw fail(`unknown field "${k}"`);
+  }
+  if (doc['ids'] !== undefined && doc['entries'] !== undefined) throw fail('give "ids" or "entries", not both');
+  let ids: string[];
+  if (doc['ids'] !== undefined) {
+    const list = doc['ids'];
+    if (!Array.isArray(list)) throw fail('"ids" must be an array of entry IDs');
+    ids = list.map((v: unknown, i) => {
+      if (typeof v !== 'string' || v === '') throw fail(`ids[${i}] must be a non-empty string`);
+      return v;
+    });
+  } else if (Array.isArray(doc['entries'])) {
+    ids = (doc['entries'] as unknown[]).map((e, i) => {
+      if (!isObject(e)) throw fail(`entries[${i}] must be an object`);
+      let id: unknown;
+      for (const [key, v] of Object.entries(e)) {
+        const field = JSON_KEYS[key.replaceAll('_', '').toLowerCase()];
+        if (field === undefined) throw fail(`entries[${i}]: unknown field "${key}"`);
+        if (field === 'id') id = v;
+      }
+      if (typeof id !== 'string' || id === '') throw fail(`entries[${i}]: "id" must be a non-empty string`);
+      return id;
+    });
+  } else {
+    throw fail('expected an object with an "ids" array (or an "entries" array of {"id": …})');
+  }
+  if (ids.length === 0) throw fail('it lists no entry IDs');
+  return ids;
+}
+
+const FILE_FLAG: FlagSpec = {
+  name: 'file',
+  kind: 'string',
+  valueName: 'file',
+  description: 'A JSON file of entry IDs to delete, SPIRE\'s format ({"ids": [...]}); \'-\' reads standard input',
+};
+
+/** `entry delete -file`: one line per entry as SPIRE prints them, then a summary. */
+async function deleteBatch(io: CommandContext['io'], flags: ParsedFlags, file: string): Promise<number> {
+  const ids = parseDeleteIdsJson(await readFileOrStdin(file, 'entry IDs'), file);
+  const server = connectServer(flags);
+  const results: BatchDeleteEntryResponse['results'] = [];
+  for (let i = 0; i < ids.length; i += PAGE_SIZE) {
+    const part = ids.slice(i, i + PAGE_SIZE);
+    const resp = await server.call('cannot delete entries', () => server.entries.batchDeleteEntry({ ids: part }));
+    results.push(...resp.results);
+  }
+  const failed = results.filter((r) => !isOk(r.status));
+  if (wantsJson(flags)) {
+    writeJson(io.stdout, BatchDeleteEntryResponseSchema, create(BatchDeleteEntryResponseSchema, { results }));
+  } else {
+    for (const r of results) if (isOk(r.status)) io.stdout.write(`Deleted entry with ID: ${r.id}\n`);
+    for (const r of failed) {
+      const code = r.status === undefined ? 'Unknown' : codeName(r.status.code);
+      const msg = r.status?.message.replace(/\s*\n\s*/g, ' ') || 'no status returned';
+      io.stderr.write(`Failed to delete entry with ID ${r.id} (code: ${code}, msg: ${JSON.stringify(msg)})\n`);
+    }
+    const ok = results.length - failed.length;
+    if (failed.length === 0) io.stdout.write(`Deleted ${plural(ok, 'entry', 'entries')} successfully\n`);
+    else if (ok === 0) io.stdout.write(`Failed to delete ${plural(failed.length, 'entry', 'entries')}\n`);
+    else io.stdout.write(`Deleted ${plural(ok, 'entry', 'entries')} successfully, but failed to delete ${plural(failed.length, 'entry', 'entries')}\n`);
+  }
+  return failed.length > 0 || results.length !== ids.length ? ExitCode.failure : ExitCode.ok;
+}
+
 const deleteCommand: Command = {
   name: 'delete',
-  summary: 'Delete a registration entry',
-  flags: [{ name: 'entry-id', kind: 'string', valueName: 'id', required: true, description: 'The entry to delete' }, OUTPUT_FLAG, SOCKET_PATH_FLAG],
-  examples: ['tessera server entry delete -entryID 0190f4c4-…'],
+  summary: 'Delete registration entries',
+  description: [
+    'Deletes the entry -entryID names, or every entry a -file lists (SPIRE\'s {"ids": [...]}, or the',
+    '"entries" of `entry show -output json`). With -file, each entry gets a line: "Deleted entry with ID: …"',
+    'or, on stderr, "Failed to delete entry with ID … (code: …, msg: …)"; the exit code is 1 if any failed.',
+  ].join('\n'),
+  flags: [{ name: 'entry-id', kind: 'string', valueName: 'id', description: 'The entry to delete' }, FILE_FLAG, OUTPUT_FLAG, SOCKET_PATH_FLAG],
+  examples: ['tessera server entry delete -entryID 0190f4c4-…', 'tessera server entry delete -file ids.json'],
   async run({ io, flags }: CommandContext): Promise<number> {
-    const id = flags.string('entry-id')!;
+    const file = flags.string(FILE_FLAG.name);
+    const id = flags.string('entry-id');
+    if (file !== undefined && id !== undefined) throw new UsageError('-entryID and -file cannot be combined: give one');
+    if (file !== undefined) return deleteBatch(io, flags, file);
+    if (id === undefined) throw new UsageError('an entry ID is required: give -entryID (or -file)');
     const server = connectServer(flags);
     const resp = await server.call('cannot delete entries', () => server.entries.batchDeleteEntry({ ids: [id] }));
     const result = resp.results[0];

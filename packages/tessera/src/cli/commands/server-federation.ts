@@ -3,8 +3,8 @@
  * relationships with other trust domains' bundle endpoints (SPIRE's
  * `spire-server federation …`, same flags and output), spec/spiffe.md §5.
  */
+import { create, toJson, type JsonValue } from '@bufbuild/protobuf';
 import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
-import { SpiffeBundle, X509Bundle } from '@tessera/spiffe/bundle';
 import { SpiffeId, type TrustDomain } from '@tessera/spiffe/id';
 import { FederationAdmin, ListFederationRelationshipsResponseSchema } from '../../gen/tessera/v1/admin_pb.js';
 import { BundleSchema, FederationRelationshipSchema, type FederationRelationship } from '../../gen/tessera/v1/types_pb.js';
@@ -13,7 +13,8 @@ import { BUNDLE_ENDPOINT_PROFILES, bundleEndpointUrlProblem, parseFederatedTrust
 import type { Command, CommandContext, CommandGroup } from '../command.js';
 import { CommandError, ExitCode, UsageError } from '../errors.js';
 import type { FlagSpec, ParsedFlags } from '../flags.js';
-import { SOCKET_PATH_FLAG, describeCallError, resolveSocketPath } from '../server-client.js';
+import { SOCKET_PATH_FLAG, codeName, describeCallError, resolveSocketPath } from '../server-client.js';
+import { parseTrustDomainBundle, readRelationshipsFile } from './federation-data.js';
 import { OUTPUT_FLAG, plural, readFileOrStdin, wantsJson, writeJson, writeJsonValue } from './server-flags.js';
 
 const CALL_TIMEOUT_MS = 30_000;
@@ -96,16 +97,60 @@ async function bootstrapBundle(flags: ParsedFlags, td: TrustDomain): Promise<str
   if (path === undefined) return '';
   const format = flags.string(BUNDLE_FORMAT_FLAG.name)!;
   const data = await readFileOrStdin(path, 'trust domain bundle');
-  const source = path === '-' ? 'standard input' : `"${path}"`;
-  let b: SpiffeBundle;
-  try {
-    b = format === 'spiffe' ? SpiffeBundle.parse(td, data) : SpiffeBundle.fromX509Bundle(X509Bundle.parse(td, data));
-    if (b.isEmpty()) throw new Error(format === 'pem' ? 'it holds no certificate' : 'it holds no authority');
-  } catch (e) {
-    const hint = format === 'pem' && data.toString('utf8').trimStart().startsWith('{') ? ' (it looks like SPIFFE bundle JSON: add -trustDomainBundleFormat spiffe)' : '';
-    throw new CommandError(`cannot parse the ${format === 'spiffe' ? 'SPIFFE bundle' : 'PEM bundle'} from ${source}: ${(e as Error).message}${hint}`);
+  return parseTrustDomainBundle(td, data, format, path === '-' ? 'standard input' : `"${path}"`);
+}
+
+const DATA_FLAG: FlagSpec = {
+  name: 'data',
+  kind: 'string',
+  valueName: 'file',
+  description: 'A JSON file of federation relationships, SPIRE\'s format ({"federationRelationships": [...]}); \'-\' reads standard input',
+};
+
+/** The relationship flags given with -data, which the file replaces. */
+function usedConfigFlags(flags: ParsedFlags): string[] {
+  return [TRUST_DOMAIN_FLAG, URL_FLAG, PROFILE_FLAG, ENDPOINT_ID_FLAG, BUNDLE_PATH_FLAG, BUNDLE_FORMAT_FLAG].filter((f) => flags.has(f.name)).map((f) => `--${f.name}`);
+}
+
+/** Usage error unless every flag of `specs` is given (they are required when there is no -data). */
+function requireFlags(flags: ParsedFlags, specs: readonly FlagSpec[]): void {
+  const missing = specs.find((f) => !flags.has(f.name));
+  if (missing !== undefined) throw new UsageError(`missing required flag --${missing.name} <${missing.valueName ?? 'value'}> (or give -data)`);
+}
+
+/** Statuses that concern one relationship; anything else (no server, timeout) ends the whole command. */
+const PER_ITEM_CODES = new Set([Code.InvalidArgument, Code.AlreadyExists, Code.NotFound, Code.FailedPrecondition, Code.Aborted, Code.PermissionDenied, Code.Internal]);
+
+/**
+ * `create|update -data`: sends the file's relationships one by one and reports
+ * each as SPIRE does: successes on stdout, failures on stderr with the code
+ * and message; exit code 1 if any failed.
+ */
+async function runDataFile(ctx: CommandContext, verb: 'create' | 'update', file: string): Promise<number> {
+  const { flags, io } = ctx;
+  const used = usedConfigFlags(flags);
+  if (used.length > 0) throw new UsageError(`-data cannot be combined with ${used.join(', ')}: the file gives every field`);
+  const requests = await readRelationshipsFile(file);
+  const fed = connectFederation(flags);
+  const results: { status: { code: number; message: string }; federation_relationship: JsonValue }[] = [];
+  let failed = 0;
+  for (const req of requests) {
+    try {
+      const r = await (verb === 'create' ? fed.client.createFederationRelationship(req) : fed.client.updateFederationRelationship(req));
+      results.push({ status: { code: 0, message: 'OK' }, federation_relationship: toJson(FederationRelationshipSchema, r, { useProtoFieldName: true, alwaysEmitImplicit: true }) });
+      if (!wantsJson(flags)) io.stdout.write('\n' + formatRelationship(r));
+    } catch (e) {
+      if (!(e instanceof ConnectError) || !PER_ITEM_CODES.has(e.code)) throw describeCallError(e, `cannot ${verb} federation relationships`, resolveSocketPath(flags.string(SOCKET_PATH_FLAG.name)), CALL_TIMEOUT_MS);
+      failed++;
+      const sent = create(FederationRelationshipSchema, req);
+      results.push({ status: { code: e.code, message: e.rawMessage }, federation_relationship: toJson(FederationRelationshipSchema, sent, { useProtoFieldName: true, alwaysEmitImplicit: true }) });
+      if (!wantsJson(flags)) {
+        io.stderr.write(`\nFailed to ${verb} the following federation relationship (code: ${codeName(e.code)}, msg: ${JSON.stringify(e.rawMessage)}):\n${formatRelationship(sent)}`);
+      }
+    }
   }
-  return b.marshal();
+  if (wantsJson(flags)) writeJsonValue(io.stdout, { results });
+  return failed > 0 ? ExitCode.failure : ExitCode.ok;
 }
 
 function writeRelationship(ctx: CommandContext, r: FederationRelationship): void {
@@ -120,14 +165,23 @@ const createCmd: Command = {
     "Creates a federation relationship: the server fetches the trust domain's bundle from its bundle endpoint",
     'and keeps it current (every spiffe_refresh_hint seconds). For https_spiffe, give the bundle the endpoint',
     "is verified with the first time (-trustDomainBundlePath; e.g. the output of 'bundle show -format spiffe' there).",
+    '',
+    'With -data, the relationships of a JSON file (SPIRE\'s format: {"federationRelationships": [{"trustDomain",',
+    '"bundleEndpointURL", "bundleEndpointProfile", "endpointSPIFFEID", "trustDomainBundle",',
+    '"trustDomainBundleFormat"}]}; also "trustDomainBundlePath", relative to the file) are all checked first,',
+    'then created one by one; failures are printed on stderr and the exit code is then 1.',
   ].join('\n'),
-  flags: CONFIG_FLAGS.map((f) => (f === TRUST_DOMAIN_FLAG || f === URL_FLAG || f === PROFILE_FLAG ? { ...f, required: true } : f)),
+  flags: [DATA_FLAG, ...CONFIG_FLAGS],
   examples: [
     'tessera server federation create -trustDomain partner.example -bundleEndpointURL https://partner.example:8443 -bundleEndpointProfile https_spiffe -endpointSpiffeID spiffe://partner.example/tessera/server -trustDomainBundlePath partner.json -trustDomainBundleFormat spiffe',
     'tessera server federation create -trustDomain partner.example -bundleEndpointURL https://bundle.partner.example -bundleEndpointProfile https_web',
+    'tessera server federation create -data relationships.json',
   ],
   async run(ctx: CommandContext): Promise<number> {
     const { flags } = ctx;
+    const dataFile = flags.string(DATA_FLAG.name);
+    if (dataFile !== undefined) return runDataFile(ctx, 'create', dataFile);
+    requireFlags(flags, [TRUST_DOMAIN_FLAG, URL_FLAG, PROFILE_FLAG]);
     const td = trustDomainFlag(flags, TRUST_DOMAIN_FLAG.name);
     const input = {
       trustDomain: td.name,
@@ -151,10 +205,17 @@ const createCmd: Command = {
 const updateCmd: Command = {
   name: 'update',
   summary: 'Update a federation relationship (flags not given keep their value)',
-  flags: CONFIG_FLAGS.map((f) => (f === TRUST_DOMAIN_FLAG ? { ...f, required: true } : f)),
-  examples: ['tessera server federation update -trustDomain partner.example -bundleEndpointURL https://partner.example:9443'],
+  description: [
+    'Changes the fields given by flags and keeps the others. With -data (SPIRE\'s JSON format, as for',
+    "'federation create -data'), each relationship of the file is replaced whole.",
+  ].join('\n'),
+  flags: [DATA_FLAG, ...CONFIG_FLAGS],
+  examples: ['tessera server federation update -trustDomain partner.example -bundleEndpointURL https://partner.example:9443', 'tessera server federation update -data relationships.json'],
   async run(ctx: CommandContext): Promise<number> {
     const { flags } = ctx;
+    const dataFile = flags.string(DATA_FLAG.name);
+    if (dataFile !== undefined) return runDataFile(ctx, 'update', dataFile);
+    requireFlags(flags, [TRUST_DOMAIN_FLAG]);
     const td = trustDomainFlag(flags, TRUST_DOMAIN_FLAG.name);
     const url = flags.string(URL_FLAG.name) ?? '';
     const endpointSpiffeId = flags.string(ENDPOINT_ID_FLAG.name) ?? '';

@@ -2,9 +2,9 @@ import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError, type ServiceImpl } from '@connectrpc/connect';
 import { TrustDomain } from '@tessera/spiffe/id';
 import { SpiffeBundle, X509Bundle } from '@tessera/spiffe/bundle';
-import { BundleAdmin } from '../../gen/tessera/v1/admin_pb.js';
+import { BundleAdmin, DeleteFederatedBundleRequest_Mode } from '../../gen/tessera/v1/admin_pb.js';
 import { BundleSchema, JwtKeySchema, type Bundle } from '../../gen/tessera/v1/types_pb.js';
-import type { Datastore } from '../datastore/index.js';
+import type { Datastore, DeleteBundleMode } from '../datastore/index.js';
 import type { ServerCa } from '../ca/index.js';
 import { withConnectErrors } from './errors.js';
 
@@ -43,6 +43,13 @@ export function parseBundleInput(td: TrustDomain, data: Uint8Array, format: stri
   throw new ConnectError(`unknown bundle format "${format}": use pem or spiffe`, Code.InvalidArgument);
 }
 
+/** SPIRE's bundle delete modes, as the datastore names them. */
+const DELETE_MODES: Partial<Record<number, DeleteBundleMode>> = {
+  [DeleteFederatedBundleRequest_Mode.RESTRICT]: 'restrict',
+  [DeleteFederatedBundleRequest_Mode.DISSOCIATE]: 'dissociate',
+  [DeleteFederatedBundleRequest_Mode.DELETE]: 'delete',
+};
+
 /** The Admin API's bundle service: the CA's own bundle and federated bundles. */
 export function bundleAdmin(ds: Datastore, ca: ServerCa): ServiceImpl<typeof BundleAdmin> {
   const own = ca.trustDomain;
@@ -70,9 +77,12 @@ export function bundleAdmin(ds: Datastore, ca: ServerCa): ServiceImpl<typeof Bun
         await ds.setBundle(td.name, b.marshal());
         return bundleToProto(b);
       }),
+    // One datastore transaction: entries are dissociated or deleted together with the bundle, or nothing changes.
     deleteFederatedBundle: (req) =>
       withConnectErrors(async () => {
-        await ds.deleteBundle(foreignTrustDomain(own, req.trustDomain).name, 'restrict');
+        const mode = DELETE_MODES[req.mode];
+        if (mode === undefined) throw new ConnectError(`unknown delete mode ${req.mode}: use RESTRICT, DISSOCIATE or DELETE`, Code.InvalidArgument);
+        await ds.deleteBundle(foreignTrustDomain(own, req.trustDomain).name, mode);
         return {};
       }),
   };

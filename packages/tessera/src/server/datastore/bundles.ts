@@ -1,5 +1,5 @@
 import type { Selectable } from 'kysely';
-import { detachTrustDomain } from './entries.js';
+import { detachTrustDomain, federatingEntries } from './entries.js';
 import { DatastoreError, isUniqueViolation } from './errors.js';
 import type { SqlContext } from './sql-context.js';
 import type { BundlesTable } from './tables.js';
@@ -70,6 +70,9 @@ export async function listBundles(ctx: SqlContext): Promise<StoredBundle[]> {
   return ctx.read('listing bundles', async (db) => (await db.selectFrom('bundles').selectAll().orderBy('trust_domain').execute()).map(rowToBundle));
 }
 
+/** How many of the entries blocking a `restrict` deletion its error names. */
+const NAMED_ENTRIES = 10;
+
 /** Deletes a bundle, handling federating entries as `mode` says, in one transaction. */
 export async function deleteBundle(ctx: SqlContext, trustDomain: string, mode: DeleteBundleMode = 'restrict'): Promise<void> {
   const td = checkTrustDomain(trustDomain);
@@ -80,7 +83,11 @@ export async function deleteBundle(ctx: SqlContext, trustDomain: string, mode: D
     if (mode === 'restrict') {
       const n = await detachTrustDomain(trx, log, td, 'count');
       if (n > 0) {
-        throw new DatastoreError('CONFLICT', `${n} entries federate with ${td}: delete or update them first, or delete with mode "dissociate" or "delete"`, { key: td });
+        // Named, so the operator knows what to update or delete without another query.
+        const named = await federatingEntries(trx, td, NAMED_ENTRIES);
+        const list = named.map((e) => `${e.id} (${e.spiffeId})`).join(', ') + (n > named.length ? `, and ${n - named.length} more` : '');
+        const verb = n === 1 ? 'entry federates' : 'entries federate';
+        throw new DatastoreError('CONFLICT', `${n} ${verb} with ${td}: ${list}; delete or update them first, or delete with mode "dissociate" or "delete"`, { key: td });
       }
     } else {
       await detachTrustDomain(trx, log, td, mode);

@@ -303,6 +303,19 @@ export async function listEntriesForParents(ctx: SqlContext, parentIds: readonly
   });
 }
 
+/** The first `limit` entries (by ID) that federate with `trustDomain`: their IDs and SPIFFE IDs. */
+export async function federatingEntries(trx: Transaction<Tables>, trustDomain: string, limit: number): Promise<{ id: string; spiffeId: string }[]> {
+  const rows = await trx
+    .selectFrom('entry_federates_with')
+    .innerJoin('registered_entries', 'registered_entries.id', 'entry_federates_with.entry_id')
+    .select(['registered_entries.id', 'registered_entries.spiffe_id'])
+    .where('entry_federates_with.trust_domain', '=', trustDomain)
+    .orderBy('registered_entries.id')
+    .limit(limit)
+    .execute();
+  return rows.map((r) => ({ id: r.id, spiffeId: r.spiffe_id }));
+}
+
 /**
  * Within a bundle deletion: deletes the entries that federate with
  * `trustDomain` (`delete`) or removes it from their lists (`dissociate`,
