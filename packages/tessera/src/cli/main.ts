@@ -6,6 +6,7 @@ import { runCommandTree, type CliIo, type CommandGroup } from './command.js';
 import { ExitCode } from './errors.js';
 import { svidCommands } from './commands/svid.js';
 import { serverCommands } from './commands/server-group.js';
+import { agentCommands } from './commands/agent-group.js';
 
 export type { CliIo, OutputStream } from './command.js';
 export { ExitCode } from './errors.js';
@@ -21,7 +22,7 @@ export const ROOT: CommandGroup = {
     "-flag or --flag, with the value after a space or '='; SPIRE's spellings (-trustDomain) work too.",
     'Exit codes: 0 success, 1 failure, 2 bad command line.',
   ].join('\n'),
-  commands: [svidCommands, serverCommands],
+  commands: [svidCommands, serverCommands, agentCommands],
 };
 
 /**
