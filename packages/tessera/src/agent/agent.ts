@@ -193,7 +193,7 @@ export async function startAgent(config: AgentConfig, options: AgentOptions = {}
       if (next.spiffeId !== agentId) throw new Error(`renewal returned ${next.spiffeId}`);
       await store.saveSvid(next);
       svid = next;
-      agentRotateAt = rotationTime(next.notBefore, next.notAfter, random);
+      agentRotateAt = rotationTime(new Date(Math.max(next.notBefore.getTime(), now().getTime())), next.notAfter, random);
       renewRetryMs = 0;
       conn.invalidate();
       sync.restart();

@@ -293,7 +293,8 @@ export class SvidManager implements IdentityCache {
       this.#svids.set(r.entryId, {
         svid: Object.freeze({ spiffeId: entry.spiffeId, certificates: Object.freeze(r.certificates.map((c) => Buffer.from(c))), privateKey: key, hint: entry.hint, federatesWith: Object.freeze([...entry.federatesWith]) }),
         notAfter: leaf.notAfter,
-        rotateAt: rotationTime(leaf.notBefore, leaf.notAfter, this.#random),
+        // Servers backdate notBefore for clock skew; the lifetime counts from when the SVID arrived.
+        rotateAt: rotationTime(new Date(Math.max(leaf.notBefore.getTime(), this.#now().getTime())), leaf.notAfter, this.#random),
         issuedFor: issuedFor(entry),
       });
       visible = true;
