@@ -10,7 +10,9 @@ export const ROTATE_JITTER = 0.1;
  */
 export function rotationTime(notBefore: Date, notAfter: Date, random: () => number): Date {
   const life = notAfter.getTime() - notBefore.getTime();
-  const r = Math.min(Math.max(random(), 0), 1);
+  const drawn = random();
+  // NaN would make an Invalid Date: the SVID would never rotate.
+  const r = Number.isNaN(drawn) ? 0.5 : Math.min(Math.max(drawn, 0), 1);
   const fraction = ROTATE_AT_FRACTION + (2 * r - 1) * ROTATE_JITTER;
   return new Date(notBefore.getTime() + Math.max(0, life) * fraction);
 }

@@ -162,7 +162,12 @@ export class SvidManager implements IdentityCache {
       this.#entries.set(e.id, e);
       const held = this.#svids.get(e.id);
       if (held === undefined) continue;
-      if (held.issuedFor !== issuedFor(e)) {
+      if (!this.#isWorkload(e)) {
+        // Now a node alias (or without selectors): its SVID must not be served or used for JWT-SVIDs any more.
+        this.#svids.delete(e.id);
+        if (before !== undefined) this.#dropJwt(before.spiffeId);
+        visible = true;
+      } else if (held.issuedFor !== issuedFor(e)) {
         // The SVID no longer says what the entry says: stop serving it, sign anew.
         this.#svids.delete(e.id);
         if (before !== undefined) this.#dropJwt(before.spiffeId);
@@ -342,6 +347,8 @@ export class SvidManager implements IdentityCache {
     const p = this.#o.signer
       .mintJwt(entry.id, audience)
       .then((minted) => {
+        // The entry went (or changed its ID) while the mint was in flight: answer, but don't cache for it.
+        if (![...this.#entries.values()].some((e) => e.spiffeId === spiffeId && this.#svids.has(e.id))) return minted;
         const issued = this.#now().getTime();
         this.#jwt.delete(key);
         this.#jwt.set(key, { minted, refreshAt: issued + (minted.expiresAt.getTime() - issued) / 2 });
