@@ -44,7 +44,13 @@ function socketAnswers(path: string): Promise<boolean> {
 export async function serveGrpcOnUnixSocket(
   path: string,
   routes: (router: ConnectRouter) => void,
-  options: { mode?: number; contextValues?: Parameters<typeof connectNodeAdapter>[0]['contextValues']; interceptors?: Interceptor[] } = {},
+  options: {
+    mode?: number;
+    contextValues?: Parameters<typeof connectNodeAdapter>[0]['contextValues'];
+    interceptors?: Interceptor[];
+    /** Compress responses only from this size on (connect's default 1 KiB); compressed requests are accepted regardless. */
+    compressMinBytes?: number;
+  } = {},
 ): Promise<UnixGrpcServer> {
   mkdirSync(dirname(path), { recursive: true });
   try {
@@ -66,6 +72,7 @@ export async function serveGrpcOnUnixSocket(
     writeMaxBytes: GRPC_LIMITS.writeMaxBytes,
     ...(options.contextValues ? { contextValues: options.contextValues } : {}),
     ...(options.interceptors ? { interceptors: options.interceptors } : {}),
+    ...(options.compressMinBytes !== undefined ? { compressMinBytes: options.compressMinBytes } : {}),
   });
   const server = http2.createServer({ maxSessionMemory: 64 }, handler);
   // A broken client must never take the server down.

@@ -1,9 +1,6 @@
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
 import { EntryAdmin, AgentAdmin, BundleAdmin, SvidAdmin, ServerHealth, FederationAdmin } from '../gen/tessera/v1/admin_pb.js';
 import { startFederation, type RunningFederation } from './federation/index.js';
 import { federationAdmin } from './api/federation-admin.js';
@@ -12,6 +9,7 @@ import type { ConnectRouter } from '@connectrpc/connect';
 import { serveGrpcOnUnixSocket, type UnixGrpcServer } from '../grpc/unix-server.js';
 import { createLogger, type Logger } from '../observe/logger.js';
 import { MetricsRegistry } from '../observe/metrics.js';
+import { serveHealthHttp } from '../observe/health-http.js';
 import { SpiffeBundle } from '@tessera/spiffe/bundle';
 import { DatastoreError, openDatastore, type Datastore } from './datastore/index.js';
 import { DiskKeyManager, ServerCa, loadUpstreamAuthority, marshalBundleContribution, mergeBundleContributions, parseBundleContribution } from './ca/index.js';
@@ -296,34 +294,15 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   }
   cleanups.push(() => admin.close());
 
-  let http: HttpServer | undefined;
   let healthPort = 0;
   if (config.healthPort > 0 || options.healthAddress !== undefined) {
-    http = createHttpServer((req, res) => {
-      const path = (req.url ?? '/').split('?')[0];
-      if (req.method !== 'GET') {
-        res.writeHead(405).end();
-        return;
-      }
-      if (path === '/live') {
-        res.writeHead(200, { 'content-type': 'application/json' }).end('{"live":true}\n');
-      } else if (path === '/ready') {
-        void health().then((h) => res.writeHead(h.ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(h) + '\n'));
-      } else if (path === '/metrics') {
-        void metrics.render().then((t) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(t));
-      } else {
-        res.writeHead(404).end();
-      }
-    });
-    http.listen(config.healthPort, options.healthAddress ?? '127.0.0.1');
     try {
-      await Promise.race([once(http, 'listening'), once(http, 'error').then(([e]) => Promise.reject(e as Error))]);
+      const h = await serveHealthHttp({ port: config.healthPort, ...(options.healthAddress !== undefined ? { address: options.healthAddress } : {}), ready: health, metrics });
+      healthPort = h.port;
+      cleanups.push(() => h.close());
     } catch (e) {
       return fail(`cannot serve health checks on port ${config.healthPort}`, e);
     }
-    healthPort = (http.address() as AddressInfo).port;
-    const h = http;
-    cleanups.push(() => new Promise<void>((r) => h.close(() => r())));
   }
 
   log.info('server started', { trustDomain: config.trustDomain.name, socketPath: config.socketPath, datastore: config.datastore.kind, healthPort });
