@@ -17,6 +17,8 @@ import { peerCredentials, unixAttestor, type WorkloadAttestor } from './workload
 import { combineAttestors, endpointAttestor, EndpointRegistry } from './endpoints/index.js';
 import { startAgentAdmin } from './api/admin-socket.js';
 import type { UnixGrpcServer } from '../grpc/unix-server.js';
+import { MetricsRegistry } from '../observe/metrics.js';
+import { serveHealthHttp, type HealthHttp } from '../observe/health-http.js';
 
 /** Options of {@link startAgent} (what config files don't set). */
 export interface AgentOptions {
@@ -31,6 +33,8 @@ export interface AgentOptions {
   readonly timers?: boolean;
   /** Workload attestors (default: unix + endpoint). Their selectors are combined. */
   readonly attestors?: readonly WorkloadAttestor[];
+  /** Serve /live, /ready, /metrics on this address even when `config.healthPort` is 0 (then on any free port). */
+  readonly healthAddress?: string;
   /** Reconnect backoff of the Sync stream (default 500 ms → 30 s) and its sleep (injected in tests). */
   readonly reconnect?: { readonly initialMs?: number; readonly maxMs?: number; readonly sleep?: Sleep };
 }
@@ -47,6 +51,11 @@ export interface RunningAgent {
   readonly endpoints: EndpointRegistry;
   /** Whether the Sync stream to a server is up. */
   readonly connected: boolean;
+  /** The health/metrics HTTP port bound (0 when disabled). */
+  readonly healthPort: number;
+  readonly metrics: MetricsRegistry;
+  /** Ready: synced with a server at least once, and the agent SVID is valid. */
+  health(): Promise<{ ready: boolean; synced: boolean; connected: boolean; agentSvidExpiresAt: string }>;
   /** The current agent SVID. */
   svid(): AgentSvid;
   /** Resolves once the first full sync arrived and its SVIDs were signed (or `timeoutMs` passed: rejects). */
@@ -243,6 +252,28 @@ export async function startAgent(config: AgentConfig, options: AgentOptions = {}
   const api = workloadApi;
   const adminServer = admin;
 
+  const metrics = new MetricsRegistry();
+  metrics.gaugeFn('tessera_agent_entries', 'Registration entries the agent is entitled to', () => Promise.resolve(manager.counts.entries));
+  metrics.gaugeFn('tessera_agent_x509_svids', 'Workload X509-SVIDs held', () => Promise.resolve(manager.counts.svids));
+  metrics.gaugeFn('tessera_agent_jwt_svids', 'JWT-SVIDs cached', () => Promise.resolve(manager.counts.jwtSvids));
+  metrics.gaugeFn('tessera_agent_server_connected', '1 while the push stream to a server is up', () => Promise.resolve(sync.connected ? 1 : 0));
+  metrics.gaugeFn('tessera_agent_svid_expiry_seconds', 'Unix time the agent SVID expires', () => Promise.resolve(Math.floor(svid!.notAfter.getTime() / 1000)));
+  metrics.gaugeFn('tessera_agent_endpoints', 'Endpoints registered on the admin socket', () => Promise.resolve(endpoints.list().length));
+  const health = (): Promise<{ ready: boolean; synced: boolean; connected: boolean; agentSvidExpiresAt: string }> => {
+    const valid = svid!.notAfter.getTime() > now().getTime();
+    return Promise.resolve({ ready: manager.synced && valid, synced: manager.synced, connected: sync.connected, agentSvidExpiresAt: svid!.notAfter.toISOString() });
+  };
+  let healthHttp: HealthHttp | undefined;
+  if (config.healthPort > 0 || options.healthAddress !== undefined) {
+    try {
+      healthHttp = await serveHealthHttp({ port: config.healthPort, ...(options.healthAddress !== undefined ? { address: options.healthAddress } : {}), ready: health, metrics });
+    } catch (e) {
+      conn.close();
+      await Promise.all([api.close(), adminServer.close()]);
+      throw new AgentError('AGENT_SOCKET_FAILED', `cannot serve health checks on port ${config.healthPort}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
   sync.start();
   const scheduler =
     options.timers === false
@@ -265,6 +296,9 @@ export async function startAgent(config: AgentConfig, options: AgentOptions = {}
     socketPath: api.socketPath,
     adminSocketPath: adminServer.path,
     endpoints,
+    healthPort: healthHttp?.port ?? 0,
+    metrics,
+    health,
     get connected() {
       return sync.connected;
     },
@@ -288,7 +322,7 @@ export async function startAgent(config: AgentConfig, options: AgentOptions = {}
       await scheduler;
       conn.close();
       unsubscribeEndpoints();
-      await Promise.all([api.close(), adminServer.close()]);
+      await Promise.all([api.close(), adminServer.close(), healthHttp?.close()]);
     },
   };
 }

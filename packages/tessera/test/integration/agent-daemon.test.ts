@@ -118,7 +118,7 @@ test('agent: join_token attestation, persisted identity, entries pushed to a wai
   after(() => srv.close());
   writeBootstrap('a1', srv);
   const tok = await token(srv);
-  let agent: RunningAgent = await startAgent(agentConfig('a1', srv, { joinToken: tok }), { logger: silent });
+  let agent: RunningAgent = await startAgent(agentConfig('a1', srv, { joinToken: tok }), { logger: silent, healthAddress: '127.0.0.1' });
   assert.equal(agent.spiffeId, `spiffe://cluster.local/tessera/agent/join_token/${tok}`);
   await agent.ready();
   // Persisted: chain, key (0600), bundle.
@@ -154,6 +154,16 @@ test('agent: join_token attestation, persisted identity, entries pushed to a wai
   const errorsBefore = w.errors.length;
   await deleteEntry(srv, entryId);
   await w.until(() => w.errors.slice(errorsBefore).some((e) => /no identity issued/.test(e.message)), 3000, 'PermissionDenied after the last entry went');
+
+  // Health and metrics over HTTP.
+  const base = `http://127.0.0.1:${agent.healthPort}`;
+  assert.equal((await fetch(`${base}/live`)).status, 200);
+  const ready = await fetch(`${base}/ready`);
+  assert.equal(ready.status, 200);
+  assert.equal(((await ready.json()) as { synced: boolean }).synced, true);
+  const metrics = await (await fetch(`${base}/metrics`)).text();
+  assert.match(metrics, /^tessera_agent_x509_svids 0$/m, 'both entries were deleted');
+  assert.match(metrics, /^tessera_agent_server_connected 1$/m);
 
   // Restart without a token: same identity, from the data directory.
   await agent.close();

@@ -21,6 +21,7 @@ const FLAG_KEYS: [string, string][] = [
   ['x509pop-key-file', 'x509popKeyFile'],
   ['node-name', 'nodeName'],
   ['log-level', 'logLevel'],
+  ['health-port', 'healthPort'],
 ];
 
 /** `tessera agent run`: attests the node and serves the Workload API until SIGINT/SIGTERM. */
@@ -48,6 +49,7 @@ export const agentRun: Command = {
     { name: 'x509pop-key-file', kind: 'string', valueName: 'pem', description: 'x509pop node attestation: node key' },
     { name: 'node-name', kind: 'string', valueName: 'name', description: 'Node name for k8s:node-name selectors (default the hostname)' },
     { name: 'log-level', kind: 'string', valueName: 'level', description: 'debug, info, warn or error (default info)' },
+    { name: 'health-port', kind: 'string', valueName: 'port', description: 'Port of /live, /ready, /metrics on 127.0.0.1 (default 0: disabled)' },
   ],
   examples: ['tessera agent run -trustDomain cluster.local -serverAddress 10.0.0.1:8081 -trustBundle bundle.pem -joinToken 4c8…', 'tessera agent run -config agent.yaml'],
   async run({ io, flags }: CommandContext): Promise<number> {
