@@ -18,6 +18,7 @@ import { verifyX509Svid } from '@tessera/spiffe/svid';
 import { buildCertificateRequest } from '@tessera/spiffe/x509';
 import { AgentApi, AttestAgentRequestSchema, type AttestAgentRequest, type AttestAgentResponse_Result, type SyncResponse } from '../src/gen/tessera/v1/agent_pb.js';
 import { serverId } from '../src/server/registration/index.js';
+import { requestChannel } from '../src/grpc/request-channel.js';
 
 /** Where the server is and what vouches for it. */
 export interface AgentApiTarget {
@@ -63,30 +64,7 @@ export function agentClient(target: AgentApiTarget, creds?: AgentCreds): Client<
   );
 }
 
-/** An async iterable that request messages are pushed into (client side of a bidi stream). */
-export function requestChannel<T>(): AsyncIterable<T> & { push(v: T): void; end(): void } {
-  const queue: T[] = [];
-  let ended = false;
-  let wake: (() => void) | undefined;
-  return {
-    push(v) {
-      queue.push(v);
-      wake?.();
-    },
-    end() {
-      ended = true;
-      wake?.();
-    },
-    async *[Symbol.asyncIterator]() {
-      for (;;) {
-        while (queue.length > 0) yield queue.shift()!;
-        if (ended) return;
-        await new Promise<void>((r) => (wake = r));
-        wake = undefined;
-      }
-    },
-  };
-}
+export { requestChannel };
 
 /** join_token attestation: a fresh P-256 key, a CSR without SAN, the token as payload. */
 export async function attestJoinToken(target: AgentApiTarget, token: string): Promise<Attested> {

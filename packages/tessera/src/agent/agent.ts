@@ -9,7 +9,7 @@ import { AgentError } from './errors.js';
 import { attestNode, newAgentKey } from './node/attest.js';
 import { agentSvidFrom, IdentityStore, type AgentSvid } from './node/identity-store.js';
 import { isServerUnavailable, ServerConnection } from './node/server-connection.js';
-import { SyncLoop, type Sleep } from './node/sync-loop.js';
+import { realSleep, SyncLoop, type Sleep } from './node/sync-loop.js';
 import { rotationTime } from './svid/rotation.js';
 import { SvidManager, type SigningResult, type SvidSigner } from './svid/svid-manager.js';
 import { startWorkloadApi, type WorkloadApiServer } from './workload-api/index.js';
@@ -64,18 +64,6 @@ export interface RunningAgent {
   tick(): Promise<void>;
   close(): Promise<void>;
 }
-
-const sleepFor = (ms: number, signal: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 
 async function bootstrapRoots(config: AgentConfig, persisted: SpiffeBundle | undefined): Promise<readonly Uint8Array[]> {
   if (config.trustBundle !== undefined) {
@@ -285,7 +273,7 @@ export async function startAgent(config: AgentConfig, options: AgentOptions = {}
             if (wake.signal.aborted) continue; // kicked while ticking
             const next = Math.min(manager.nextWakeAt()?.getTime() ?? Infinity, agentRotateAt.getTime());
             const delay = Math.min(Math.max(next - now().getTime(), 5), 60_000);
-            await sleepFor(delay, AbortSignal.any([closed.signal, wake.signal]));
+            await realSleep(delay, AbortSignal.any([closed.signal, wake.signal]));
           }
         })();
 

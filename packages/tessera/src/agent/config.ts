@@ -2,21 +2,12 @@ import { hostname } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { TrustDomain } from '@tessera/spiffe/id';
 import { loadConfigFile } from '../config/load-file.js';
-import { ConfigError, resolveConfig, type Schema } from '../config/schema.js';
+import { ConfigError, resolveConfig, trustDomainCheck, type Schema } from '../config/schema.js';
 
 /** Where the Workload API listens unless configured (SPIRE: /tmp/spire-agent/public/api.sock). */
 export const DEFAULT_AGENT_SOCKET = '/tmp/tessera-agent/public/api.sock';
 /** The agent's admin socket unless configured (endpoint registration; root only). */
 export const DEFAULT_AGENT_ADMIN_SOCKET = '/tmp/tessera-agent/admin.sock';
-
-function trustDomainCheck(v: string): string | undefined {
-  try {
-    TrustDomain.parse(v);
-    return v.includes('://') ? 'give the bare trust domain name (example.org), not a SPIFFE ID' : undefined;
-  } catch (e) {
-    return (e as Error).message;
-  }
-}
 
 /** One server address: `host:port` or `[v6]:port`. */
 export interface ServerAddress {

@@ -3,6 +3,7 @@
  * default and check once; the loader merges file < environment < flags,
  * rejects unknown keys and freezes the result (fastify's habit).
  */
+import { TrustDomain } from '@tessera/spiffe/id';
 
 export type FieldType = 'string' | 'integer' | 'boolean' | 'duration' | 'enum';
 
@@ -119,4 +120,14 @@ export function resolveConfig<S extends Schema>(schema: S, layers: { source: str
     out[key] = v;
   }
   return Object.freeze(out) as Readonly<Record<keyof S, string | number | boolean>>;
+}
+
+/** A schema `check` for trust domain names: the bare name (`example.org`), not a SPIFFE ID. */
+export function trustDomainCheck(v: string): string | undefined {
+  try {
+    TrustDomain.parse(v);
+    return v.includes('://') ? 'give the bare trust domain name (example.org), not a SPIFFE ID' : undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
 }

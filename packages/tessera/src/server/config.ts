@@ -1,16 +1,7 @@
 import { join } from 'node:path';
 import { TrustDomain } from '@tessera/spiffe/id';
 import { loadConfigFile } from '../config/load-file.js';
-import { ConfigError, resolveConfig, type Schema } from '../config/schema.js';
-
-function trustDomainCheck(v: string): string | undefined {
-  try {
-    TrustDomain.parse(v);
-    return v.includes('://') ? 'give the bare trust domain name (example.org), not a SPIFFE ID' : undefined;
-  } catch (e) {
-    return (e as Error).message;
-  }
-}
+import { ConfigError, resolveConfig, trustDomainCheck, type Schema } from '../config/schema.js';
 
 function datastoreCheck(v: string): string | undefined {
   if (v === 'sqlite' || v.startsWith('sqlite:')) return undefined;

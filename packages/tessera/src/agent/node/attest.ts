@@ -8,6 +8,7 @@ import { parsePrivateKey } from '@tessera/spiffe/svid';
 import { buildCertificateRequest, parsePemCertificates } from '@tessera/spiffe/x509';
 import { AttestAgentRequestSchema, type AttestAgentRequest } from '../../gen/tessera/v1/agent_pb.js';
 import { signX509popChallenge } from '../../server/attestation/x509pop.js';
+import { requestChannel } from '../../grpc/request-channel.js';
 import type { NodeAttestationConfig } from '../config.js';
 import { AgentError } from '../errors.js';
 import { bundleFromProto } from './bundle-proto.js';
@@ -28,31 +29,6 @@ export interface NodeAttestation {
   readonly svid: AgentSvid;
   readonly bundle: SpiffeBundle;
   readonly reattested: boolean;
-}
-
-/** An async queue of request messages (client side of the AttestAgent bidi stream). */
-function requestQueue(): AsyncIterable<AttestAgentRequest> & { push(m: AttestAgentRequest): void; end(): void } {
-  const queue: AttestAgentRequest[] = [];
-  let ended = false;
-  let wake: (() => void) | undefined;
-  return {
-    push(m) {
-      queue.push(m);
-      wake?.();
-    },
-    end() {
-      ended = true;
-      wake?.();
-    },
-    async *[Symbol.asyncIterator]() {
-      for (;;) {
-        while (queue.length > 0) yield queue.shift()!;
-        if (ended) return;
-        await new Promise<void>((r) => (wake = r));
-        wake = undefined;
-      }
-    },
-  };
 }
 
 async function evidence(config: NonNullable<NodeAttestationConfig>): Promise<{ type: string; payload: Buffer; nodeKey?: KeyObject }> {
@@ -81,7 +57,7 @@ export async function attestNode(conn: ServerConnection, config: NonNullable<Nod
   const csr = buildCertificateRequest(key, {});
   let lastError: unknown;
   for (let attempt = 0; attempt < addresses; attempt++) {
-    const reqs = requestQueue();
+    const reqs = requestChannel<AttestAgentRequest>();
     // connect's own deadline timer outlives a stream left early; an abort signal ends it cleanly.
     const ac = new AbortController();
     reqs.push(create(AttestAgentRequestSchema, { step: { case: 'params', value: { data: { type: ev.type, payload: ev.payload }, csr } } }));

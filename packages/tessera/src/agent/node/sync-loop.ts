@@ -8,7 +8,8 @@ import { isServerUnavailable, isUntrustedServer, type ServerConnection } from '.
 /** Waits `ms` unless `signal` aborts first (injected in tests). */
 export type Sleep = (ms: number, signal: AbortSignal) => Promise<void>;
 
-const realSleep: Sleep = (ms, signal) =>
+/** A real-timer {@link Sleep} that ends early when `signal` aborts. */
+export const realSleep: Sleep = (ms, signal) =>
   new Promise((resolve) => {
     if (signal.aborted) return resolve();
     const t = setTimeout(done, ms);
