@@ -1,5 +1,6 @@
+import { processStartTime } from '../workload-attestors/process-start.js';
 import { WorkloadAttestationError } from '../workload-attestors/errors.js';
-import { linuxProcReader, parseProcStat, type ProcReader } from '../workload-attestors/proc-reader.js';
+import { linuxProcReader, type ProcReader } from '../workload-attestors/proc-reader.js';
 import type { WorkloadAttestor } from '../workload-attestors/unix-attestor.js';
 import { endpointKey, type Endpoint } from './endpoint.js';
 import { dnsSubdomainProblem } from './names.js';
@@ -50,20 +51,7 @@ export function endpointAttestor(options: EndpointAttestorOptions): WorkloadAtte
   const proc = options.proc ?? linuxProcReader();
   const netns = options.netns ?? linuxNetnsReader();
 
-  async function startTime(pid: number): Promise<bigint> {
-    let text: string;
-    try {
-      text = await proc.stat(pid);
-    } catch (e) {
-      if (isGone(e)) throw gone(pid, e);
-      throw new WorkloadAttestationError('WORKLOAD_INSPECTION_FAILED', `cannot read /proc/${pid}/stat: ${(e as Error).message}`, { cause: e });
-    }
-    const stat = parseProcStat(text);
-    if (stat === undefined) throw new WorkloadAttestationError('WORKLOAD_INSPECTION_FAILED', `/proc/${pid}/stat has no state and start time (fields 3, 22)`);
-    // A zombie keeps its pid but has left its namespaces.
-    if (stat.state === 'Z' || stat.state === 'X') throw gone(pid, undefined);
-    return stat.startTime;
-  }
+  const startTime = (pid: number): Promise<bigint> => processStartTime(proc, pid);
 
   /** The endpoint of namespace `id`, re-checking that its file still names that namespace. */
   async function endpointOf(id: NetnsIdentity): Promise<Endpoint | undefined> {
@@ -108,14 +96,5 @@ export function endpointAttestor(options: EndpointAttestorOptions): WorkloadAtte
       return endpoint === undefined ? [] : endpointSelectors(endpoint, nodeName);
     },
   };
-}
-
-function isGone(e: unknown): boolean {
-  const code = (e as { code?: unknown } | null)?.code;
-  return code === 'ENOENT' || code === 'ESRCH';
-}
-
-function gone(pid: number, cause: unknown): WorkloadAttestationError {
-  return new WorkloadAttestationError('WORKLOAD_PROCESS_GONE', `process ${pid} no longer exists or has exited (it left before attestation finished)`, { cause });
 }
 

@@ -1,7 +1,8 @@
+import { processStartTime } from './process-start.js';
 import type { Selector } from '../../server/registration/index.js';
 import { WorkloadAttestationError } from './errors.js';
 import { executableHasher, type ExecutableHasher } from './executable-hash.js';
-import { linuxProcReader, parseProcStat, parseStatusIds, type ProcReader } from './proc-reader.js';
+import { linuxProcReader, parseStatusIds, type ProcReader } from './proc-reader.js';
 import { fileUserDatabase, type UserDatabase } from './user-database.js';
 
 /** A workload attestor: the selectors of the process with this pid. */
@@ -41,20 +42,7 @@ export function unixAttestor(options: UnixAttestorOptions = {}): WorkloadAttesto
   const hasher = options.hasher ?? executableHasher();
   const discoverPath = options.discoverWorkloadPath ?? true;
 
-  async function startTime(pid: number): Promise<bigint> {
-    let text: string;
-    try {
-      text = await proc.stat(pid);
-    } catch (e) {
-      if (isGone(e)) throw gone(pid, e);
-      throw new WorkloadAttestationError('WORKLOAD_INSPECTION_FAILED', `cannot read /proc/${pid}/stat: ${(e as Error).message}`, { cause: e });
-    }
-    const stat = parseProcStat(text);
-    if (stat === undefined) throw new WorkloadAttestationError('WORKLOAD_INSPECTION_FAILED', `/proc/${pid}/stat has no state and start time (fields 3, 22)`);
-    // A zombie has exited but keeps its pid until reaped; its exe and most of /proc are gone.
-    if (stat.state === 'Z' || stat.state === 'X') throw gone(pid, undefined);
-    return stat.startTime;
-  }
+  const startTime = (pid: number): Promise<bigint> => processStartTime(proc, pid);
 
   async function inspect(pid: number): Promise<Selector[]> {
     const ids = parseStatusIds(await proc.status(pid));
@@ -121,13 +109,4 @@ export function unixAttestor(options: UnixAttestorOptions = {}): WorkloadAttesto
       return selectors ?? [];
     },
   };
-}
-
-function isGone(e: unknown): boolean {
-  const code = (e as { code?: unknown } | null)?.code;
-  return code === 'ENOENT' || code === 'ESRCH';
-}
-
-function gone(pid: number, cause: unknown): WorkloadAttestationError {
-  return new WorkloadAttestationError('WORKLOAD_PROCESS_GONE', `process ${pid} no longer exists or has exited (it left before attestation finished)`, { cause });
 }
