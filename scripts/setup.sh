@@ -40,4 +40,4 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
 fi
 
 log "build (tsc -b)"
-npx --no-install tsc -b packages/spiffe packages/tessera
+npx --no-install tsc -b packages/spiffe packages/tessera examples

@@ -76,6 +76,7 @@ export class WorkloadApiClient {
   readonly endpoint: WorkloadEndpoint;
   readonly #client: WorkloadClient;
   readonly #sessions: Http2SessionManager;
+  readonly #sockets = new Set<net.Socket>();
   readonly #backoff: BackoffStrategy;
   readonly #sleep: Sleep;
   readonly #closed = new AbortController();
@@ -90,7 +91,17 @@ export class WorkloadApiClient {
     const ep = this.endpoint;
     const baseUrl =
       ep.network === 'unix' ? 'http://localhost' : `http://${ep.host.includes(':') ? `[${ep.host}]` : ep.host}:${ep.port}`;
-    this.#sessions = new Http2SessionManager(baseUrl, undefined, ep.network === 'unix' ? { createConnection: () => net.connect(ep.path) } : {});
+    // Our own sockets: close() must end them even when no HTTP/2 session came up (a silent or
+    // non-HTTP/2 peer), and a protocol error on a session being torn down must not go unhandled.
+    const connect = (): net.Socket => {
+      const socket = ep.network === 'unix' ? net.connect(ep.path) : net.connect({ host: ep.host, port: ep.port });
+      this.#sockets.add(socket);
+      socket.once('close', () => this.#sockets.delete(socket));
+      return socket;
+    };
+    this.#sessions = new Http2SessionManager(baseUrl, undefined, {
+      createConnection: () => connect(),
+    });
     const securityHeader: Interceptor = (next) => (req) => {
       req.header.set(SECURITY_HEADER, 'true');
       return next(req);
@@ -224,7 +235,11 @@ export class WorkloadApiClient {
   close(): void {
     if (this.#closed.signal.aborted) return;
     this.#closed.abort(new SourceError('the Workload API client is closed'));
-    this.#sessions.abort();
+    // The connection is ended through its socket, so connect-node's listeners are still on the
+    // HTTP/2 session when it goes: its own abort() takes them off first, and a late protocol error
+    // from a peer that doesn't speak HTTP/2 would then be unhandled and end the process.
+    for (const socket of this.#sockets) socket.destroy();
+    this.#sockets.clear();
   }
 
   #signal(signal: AbortSignal | undefined): AbortSignal {

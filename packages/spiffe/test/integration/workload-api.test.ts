@@ -566,3 +566,56 @@ describe('JwtSource and BundleSource', () => {
     assert.throws(() => source.getX509BundleForTrustDomain(EXAMPLE), (e: Error) => isSpiffeError(e, 'ERR_SOURCE_UNAVAILABLE'));
   });
 });
+
+describe('WorkloadApiClient.close() against broken peers', () => {
+  test('a peer that answers garbage: close() right after the failed call does not crash the process (HTTP/2 protocol error handled)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wl-garbage-'));
+    const path = join(dir, 'garbage.sock');
+    const srv = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.write('this is not HTTP/2\r\n\r\n');
+    });
+    srv.listen(path);
+    await once(srv, 'listening');
+    const uncaught: unknown[] = [];
+    const onUncaught = (e: unknown): void => void uncaught.push(e);
+    process.on('uncaughtException', onUncaught);
+    try {
+      for (let i = 0; i < 5; i++) {
+        const c = new WorkloadApiClient({ address: `unix://${path}` });
+        await assert.rejects(c.fetchX509Context());
+        c.close();
+        await new Promise((r) => setTimeout(r, 30));
+      }
+      assert.deepEqual(uncaught.map((e) => (e as Error).message), []);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+      srv.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a peer that accepts and never answers: close() ends the connection', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wl-silent-'));
+    const path = join(dir, 'silent.sock');
+    const ended: Promise<unknown>[] = [];
+    const srv = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.resume(); // read, so the end of the connection is seen
+      ended.push(once(s, 'close'));
+    });
+    srv.listen(path);
+    await once(srv, 'listening');
+    try {
+      const c = new WorkloadApiClient({ address: `unix://${path}` });
+      const call = c.fetchX509Context().catch((e: unknown) => e);
+      while (ended.length === 0) await new Promise((r) => setTimeout(r, 5));
+      c.close();
+      await Promise.race([Promise.all(ended), new Promise((_, reject) => setTimeout(() => reject(new Error('the connection outlived close()')), 2000))]);
+      assert.ok(isSpiffeError(await call) || (await call) instanceof Error, 'the pending call fails');
+    } finally {
+      srv.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

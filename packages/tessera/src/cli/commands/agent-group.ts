@@ -5,6 +5,8 @@
 import type { CommandGroup } from '../command.js';
 import { agentRun } from './agent-run.js';
 import { agentEndpointCommands } from './agent-endpoint.js';
+import { agentApiCommands } from './agent-api.js';
+import { agentHealthcheckCommand } from './agent-health.js';
 
 /** The `agent` command group. */
 export const agentCommands: CommandGroup = {
@@ -15,5 +17,5 @@ export const agentCommands: CommandGroup = {
     "endpoints on the agent's admin socket ('endpoint add' ...), and check its health. SPIRE's 'spire-agent'",
     "command lines work with 'tessera agent' in front.",
   ].join('\n'),
-  commands: [agentRun, agentEndpointCommands],
+  commands: [agentRun, agentApiCommands, agentEndpointCommands, agentHealthcheckCommand],
 };
