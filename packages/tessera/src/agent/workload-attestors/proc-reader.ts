@@ -1,4 +1,5 @@
-import { open, readFile, readlink, type FileHandle } from 'node:fs/promises';
+import { readFileSync, readlinkSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 
 /**
  * The kernel-facing side of Unix workload attestation: the few /proc/<pid>
@@ -20,13 +21,27 @@ export interface ProcReader {
   openExe(pid: number): Promise<FileHandle>;
 }
 
-/** The real /proc of this pid namespace (`root` overridable, e.g. a host /proc mounted elsewhere). */
+/** Runs a synchronous read as a promise (errors become rejections). */
+function now<T>(read: () => T): Promise<T> {
+  try {
+    return Promise.resolve(read());
+  } catch (e) {
+    return Promise.reject(e as Error);
+  }
+}
+
+/**
+ * The real /proc of this pid namespace (`root` overridable, e.g. a host /proc
+ * mounted elsewhere). /proc files are generated in memory, so they are read
+ * synchronously: a few microseconds each, where an asynchronous read costs four
+ * thread-pool round trips (open, fstat, read, close) and dominated a Workload API call.
+ */
 export function linuxProcReader(root = '/proc'): ProcReader {
   const p = (pid: number, file: string) => `${root}/${pid}/${file}`;
   return {
-    stat: (pid) => readFile(p(pid, 'stat'), 'utf8'),
-    status: (pid) => readFile(p(pid, 'status'), 'utf8'),
-    exePath: (pid) => readlink(p(pid, 'exe')),
+    stat: (pid) => now(() => readFileSync(p(pid, 'stat'), 'utf8')),
+    status: (pid) => now(() => readFileSync(p(pid, 'status'), 'utf8')),
+    exePath: (pid) => now(() => readlinkSync(p(pid, 'exe'))),
     openExe: (pid) => open(p(pid, 'exe'), 'r'),
   };
 }
