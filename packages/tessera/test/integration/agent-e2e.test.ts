@@ -214,3 +214,24 @@ test('e2e: server killed → workloads keep their SVIDs; server back → agent r
   assert.equal(again, agentId, 'the restarted agent kept its identity');
   await eventually(() => fetchAs(undefined), (r) => r.stdout.includes(`after-outage/${me}`), 10_000, 'SVIDs after the agent restart');
 });
+
+test('e2e: `tessera agent run` start-up failures are one line and exit 1 (bad token, unreachable server, untrusted server, bad config)', async () => {
+  const run = (name: string, ...extra: string[]) =>
+    tessera(['agent', 'run', '-trustDomain', 'cluster.local', '-dataDir', join(dir, name), '-socketPath', join(dir, `${name}.sock`), '-adminSocketPath', join(dir, `${name}-admin.sock`), ...extra]);
+  const oneLine = (r: { stderr: string }) => r.stderr.split('\n').filter((l) => l.trim() !== '');
+  const badToken = await run('bad-token', '-serverAddress', `127.0.0.1:${server.port}`, '-trustBundle', join(dir, 'bootstrap.pem'), '-joinToken', 'no-such-token');
+  assert.equal(badToken.code, 1);
+  assert.equal(oneLine(badToken).length, 1, badToken.stderr);
+  assert.match(badToken.stderr, /refused/);
+  assert.doesNotMatch(badToken.stderr, /\n\s+at /, 'no stack trace');
+  const unreachable = await run('unreachable', '-serverAddress', '127.0.0.1:1', '-trustBundle', join(dir, 'bootstrap.pem'), '-joinToken', 'x');
+  assert.equal(unreachable.code, 1);
+  assert.match(unreachable.stderr, /no server answered/);
+  writeFileSync(join(dir, 'other-root.pem'), new X509Certificate(new TestCa({ trustDomain: 'cluster.local' }).certificate).toString());
+  const untrusted = await run('untrusted', '-serverAddress', `127.0.0.1:${server.port}`, '-trustBundle', join(dir, 'other-root.pem'), '-joinToken', 'x');
+  assert.equal(untrusted.code, 1);
+  assert.match(untrusted.stderr, /not trusted/);
+  const badConfig = await run('bad-config', '-serverAddress', 'nope');
+  assert.equal(badConfig.code, 1);
+  assert.match(badConfig.stderr, /invalid configuration: .*serverAddress: "nope" is not host:port/);
+});

@@ -76,7 +76,7 @@ export async function attestNode(conn: ServerConnection, config: NonNullable<Nod
       throw new AgentError('AGENT_ATTESTATION_FAILED', 'the server ended attestation without a result');
     } catch (e) {
       if (e instanceof AgentError) throw e;
-      if (isUntrustedServer(e)) throw new AgentError('AGENT_SERVER_UNTRUSTED', `server ${conn.addressString}: ${ConnectError.from(e).rawMessage}`, { cause: e });
+      if (isUntrustedServer(e)) throw new AgentError('AGENT_SERVER_UNTRUSTED', `server ${conn.addressString} is not trusted by the bootstrap bundle (is -trustBundle this trust domain's?): ${ConnectError.from(e).rawMessage.replace(/^server not trusted: /, '')}`, { cause: e });
       if (!isServerUnavailable(e)) {
         const ce = ConnectError.from(e);
         throw new AgentError('AGENT_ATTESTATION_FAILED', `node attestation (${ev.type}) refused by ${conn.addressString}: ${ce.rawMessage} (${Code[ce.code]})`, { cause: e });
