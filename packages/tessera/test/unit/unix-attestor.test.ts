@@ -2,7 +2,7 @@
 // PID-reuse guard, vanished processes, and the executable hash cache.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -183,6 +183,29 @@ test('executable hash: cached by (dev, ino, mtime, size), re-hashed when the fil
   writeFileSync(file, 'version 2, longer');
   assert.equal(await hashOf(), createHash('sha256').update('version 2, longer').digest('hex'));
   assert.ok(counter.reads > readsAfterFirst);
+});
+
+test('unix attestor: a cached executable hash is found by stat, without opening the file', async () => {
+  const file = join(dir, 'stat-keyed');
+  writeFileSync(file, 'build 1');
+  let opens = 0;
+  const proc = fakeProc(7, [555], {
+    exePath: async () => file,
+    exeStat: async () => statSync(file, { bigint: true }),
+    openExe: () => {
+      opens++;
+      return open(file, 'r');
+    },
+  });
+  const attestor = unixAttestor({ proc, users });
+  const sha = async () => (await attestor.attest(7)).find((s) => s.value.startsWith('sha256:'))?.value;
+  assert.equal(await sha(), `sha256:${createHash('sha256').update('build 1').digest('hex')}`);
+  assert.equal(opens, 1, 'a miss opens the file and keys the hash by fstat of it');
+  assert.equal(await sha(), `sha256:${createHash('sha256').update('build 1').digest('hex')}`);
+  assert.equal(opens, 1, 'a hit needs no open');
+  writeFileSync(file, 'build 2, rewritten');
+  assert.equal(await sha(), `sha256:${createHash('sha256').update('build 2, rewritten').digest('hex')}`);
+  assert.equal(opens, 2, 'a changed file is opened and hashed again');
 });
 
 test('executable hash: files over the cap get no sha256 selector', async () => {

@@ -61,9 +61,14 @@ function jwksWithKids(jwks: string): string {
   }
 }
 
-/** Waits for cache changes; a change that happened while nobody waited is not lost. */
+/**
+ * Waits for cache changes; a change that happened while nobody waited is not lost.
+ * Ends when the call's `signal` aborts or {@link end} is called (server closing: a
+ * method call rather than AbortSignal.any, which cost more per call than this class).
+ */
 class ChangeSignal {
   #dirty = false;
+  #ended = false;
   #wake: (() => void) | undefined;
   readonly #unsubscribe: () => void;
 
@@ -80,15 +85,25 @@ class ChangeSignal {
 
   readonly #onAbort = (): void => this.#wake?.();
 
+  get #aborted(): boolean {
+    return this.#ended || this.signal.aborted;
+  }
+
+  /** Ends the wait for good, as if the call had been cancelled. */
+  end(): void {
+    this.#ended = true;
+    this.#wake?.();
+  }
+
   /** Resolves true on a change, false once the call is cancelled. */
   async next(): Promise<boolean> {
-    if (!this.#dirty && !this.signal.aborted) {
+    if (!this.#dirty && !this.#aborted) {
       await new Promise<void>((resolve) => {
         this.#wake = resolve;
       });
       this.#wake = undefined;
     }
-    if (this.signal.aborted) return false;
+    if (this.#aborted) return false;
     this.#dirty = false;
     return true;
   }
@@ -109,6 +124,8 @@ class ChangeSignal {
 export async function startWorkloadApi(options: WorkloadApiOptions): Promise<WorkloadApiServer> {
   const { cache, attest, peer, logger } = options;
   const closing = new AbortController();
+  /** The open streams' change signals, ended by close(). */
+  const watching = new Set<ChangeSignal>();
 
   function checkHeader(ctx: HandlerContext): void {
     if (ctx.requestHeader.get(SECURITY_HEADER) !== 'true') throw new ConnectError('security header missing from request', Code.InvalidArgument);
@@ -177,8 +194,7 @@ export async function startWorkloadApi(options: WorkloadApiOptions): Promise<Wor
     return der;
   }
 
-  function x509SvidResponse(selectors: readonly Selector[]): wire.X509SVIDResponse {
-    const svids = svidsOf(selectors);
+  function x509SvidResponse(svids: readonly CachedSvid[]): wire.X509SVIDResponse {
     const own = cache.bundle();
     const ownDer = concat(own.x509Authorities);
     const federated: Record<string, Uint8Array> = {};
@@ -195,39 +211,66 @@ export async function startWorkloadApi(options: WorkloadApiOptions): Promise<Wor
     });
   }
 
-  function x509BundlesResponse(selectors: readonly Selector[]): wire.X509BundlesResponse {
-    const svids = svidsOf(selectors);
+  function x509BundlesResponse(svids: readonly CachedSvid[]): wire.X509BundlesResponse {
     const own = cache.bundle();
     const bundles: Record<string, Uint8Array> = { [tdId(own.trustDomain)]: concat(own.x509Authorities) };
     for (const b of federatedFor(svids, own)) bundles[tdId(b.trustDomain)] = concat(b.x509Authorities);
     return create(wire.X509BundlesResponseSchema, { bundles });
   }
 
-  function jwtBundlesResponse(selectors: readonly Selector[]): wire.JWTBundlesResponse {
-    const svids = svidsOf(selectors);
+  function jwtBundlesResponse(svids: readonly CachedSvid[]): wire.JWTBundlesResponse {
     const own = cache.bundle();
     const bundles: Record<string, Uint8Array> = { [tdId(own.trustDomain)]: Buffer.from(jwksWithKids(own.jwks)) };
     for (const b of federatedFor(svids, own)) bundles[tdId(b.trustDomain)] = Buffer.from(jwksWithKids(b.jwks));
     return create(wire.JWTBundlesResponseSchema, { bundles });
   }
 
+  // A response depends only on the caller's SVIDs and the bundles, so callers with the same
+  // SVIDs get the same message: it is built and encoded once per cache change, not on every
+  // call (the encoding is what a stream compares to skip unchanged updates). Keyed by the
+  // identity of the CachedSvid objects, which the caches replace rather than mutate; cleared on
+  // every change (bundles change only with one). The caller is still attested on every call.
+  type Response = wire.X509SVIDResponse | wire.X509BundlesResponse | wire.JWTBundlesResponse;
+  const RESPONSES_KEPT = 256;
+  const svidIds = new WeakMap<CachedSvid, number>();
+  let nextSvidId = 0;
+  const responses = new Map<string, { readonly own: TrustBundle; readonly msg: Response; readonly bytes: Uint8Array }>();
+  const unsubscribeResponses = cache.onChange(() => responses.clear());
+  function response<T extends Response>(kind: string, schema: Parameters<typeof toBinary>[0], build: (svids: readonly CachedSvid[]) => T, svids: readonly CachedSvid[]): { msg: T; bytes: Uint8Array } {
+    let key = kind;
+    for (const s of svids) {
+      let id = svidIds.get(s);
+      if (id === undefined) svidIds.set(s, (id = nextSvidId++));
+      key += `,${id}`;
+    }
+    const own = cache.bundle();
+    const hit = responses.get(key);
+    if (hit !== undefined && hit.own === own) return hit as { own: TrustBundle; msg: T; bytes: Uint8Array };
+    const msg = build(svids);
+    const made = { own, msg, bytes: toBinary(schema, msg) };
+    if (responses.size >= RESPONSES_KEPT) responses.clear();
+    responses.set(key, made);
+    return made;
+  }
+
   /** A full-state stream: the first message at once, then one per change of the caller's view. */
-  async function* watch<T extends wire.X509SVIDResponse | wire.X509BundlesResponse | wire.JWTBundlesResponse>(
+  async function* watch<T extends Response>(
     ctx: HandlerContext,
     schema: Parameters<typeof toBinary>[0],
-    build: (selectors: readonly Selector[]) => T,
+    build: (svids: readonly CachedSvid[]) => T,
   ): AsyncGenerator<T> {
     checkHeader(ctx);
     const caller = await identify(ctx);
     // Ends when the caller cancels or the server closes.
-    const changes = new ChangeSignal(cache, AbortSignal.any([ctx.signal, closing.signal]));
+    const changes = new ChangeSignal(cache, ctx.signal);
+    if (closing.signal.aborted) changes.end();
+    watching.add(changes);
     try {
       let selectors = caller.selectors;
       let last: Uint8Array | undefined;
       for (;;) {
-        const msg = build(selectors);
-        const bytes = toBinary(schema, msg);
-        if (!sameBytes(last, bytes)) {
+        const { msg, bytes } = response(schema.typeName, schema, build, svidsOf(selectors));
+        if (last !== bytes && !sameBytes(last, bytes)) {
           last = bytes;
           yield msg;
         }
@@ -236,6 +279,7 @@ export async function startWorkloadApi(options: WorkloadApiOptions): Promise<Wor
         selectors = await reattest(caller.pid);
       }
     } finally {
+      watching.delete(changes);
       changes.dispose();
     }
   }
@@ -353,7 +397,9 @@ export async function startWorkloadApi(options: WorkloadApiOptions): Promise<Wor
     close: () => {
       closed ??= (async () => {
         closing.abort();
+        for (const w of watching) w.end();
         unsubscribeReattest();
+        unsubscribeResponses();
         const done = server.close();
         const timer = setTimeout(() => {
           for (const c of connections) c.destroy();

@@ -12,6 +12,21 @@ import type { FileHandle } from 'node:fs/promises';
 export interface ExecutableHasher {
   /** Hex SHA-256 of the open file, or undefined if it is larger than the cap. */
   hash(file: FileHandle): Promise<string | undefined>;
+  /**
+   * What {@link hash} would answer for the file with this identity (from
+   * stat(2)), if that is known without reading it: the cached hash, or
+   * undefined for a file over the cap. Returns undefined (not a promise) when
+   * the file must be opened and hashed. Optional, so other hashers need not have it.
+   */
+  known?(file: ExecutableIdentity): Promise<string | undefined> | undefined;
+}
+
+/** The fields of a stat(2) (`{ bigint: true }`) that identify a file's content for the cache. */
+export interface ExecutableIdentity {
+  readonly dev: bigint;
+  readonly ino: bigint;
+  readonly mtimeNs: bigint;
+  readonly size: bigint;
 }
 
 export interface ExecutableHasherOptions {
@@ -28,18 +43,27 @@ export function executableHasher(options: ExecutableHasherOptions = {}): Executa
   if (!Number.isSafeInteger(cacheSize) || cacheSize < 1) throw new RangeError('executableHasher: cacheSize must be a positive integer');
   // Promises, so concurrent callers for the same binary share one read.
   const cache = new Map<string, Promise<string | undefined>>();
+  const keyOf = (st: ExecutableIdentity): string => `${st.dev}:${st.ino}:${st.mtimeNs}:${st.size}`;
+  const hit = (key: string): Promise<string | undefined> | undefined => {
+    const entry = cache.get(key);
+    if (entry !== undefined) {
+      cache.delete(key); // re-insert: Map order is the LRU order
+      cache.set(key, entry);
+    }
+    return entry;
+  };
 
   return {
+    known(st) {
+      if (st.size > BigInt(maxBytes)) return Promise.resolve(undefined);
+      return hit(keyOf(st));
+    },
     async hash(file) {
       const st = await file.stat({ bigint: true });
       if (st.size > BigInt(maxBytes)) return undefined;
-      const key = `${st.dev}:${st.ino}:${st.mtimeNs}:${st.size}`;
-      let entry = cache.get(key);
-      if (entry !== undefined) {
-        cache.delete(key); // re-insert: Map order is the LRU order
-        cache.set(key, entry);
-        return entry;
-      }
+      const key = keyOf(st);
+      let entry = hit(key);
+      if (entry !== undefined) return entry;
       entry = digest(file, Number(st.size));
       cache.set(key, entry);
       entry.catch(() => cache.delete(key));

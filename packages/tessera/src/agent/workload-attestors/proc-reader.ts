@@ -1,5 +1,6 @@
-import { readFileSync, readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import type { ExecutableIdentity } from './executable-hash.js';
 
 /**
  * The kernel-facing side of Unix workload attestation: the few /proc/<pid>
@@ -19,6 +20,12 @@ export interface ProcReader {
    * it runs even if the path was since replaced — for hashing.
    */
   openExe(pid: number): Promise<FileHandle>;
+  /**
+   * stat(2) of /proc/<pid>/exe, which follows the magic link to the file the
+   * process runs (as {@link openExe} would open it), without opening it: lets
+   * a cached hash be found with one syscall. Optional: readers without it always open.
+   */
+  exeStat?(pid: number): Promise<ExecutableIdentity>;
 }
 
 /** Runs a synchronous read as a promise (errors become rejections). */
@@ -43,6 +50,7 @@ export function linuxProcReader(root = '/proc'): ProcReader {
     status: (pid) => now(() => readFileSync(p(pid, 'status'), 'utf8')),
     exePath: (pid) => now(() => readlinkSync(p(pid, 'exe'))),
     openExe: (pid) => open(p(pid, 'exe'), 'r'),
+    exeStat: (pid) => now(() => statSync(p(pid, 'exe'), { bigint: true })),
   };
 }
 
@@ -92,13 +100,18 @@ export interface StatusIds {
  * @returns undefined if a line is missing or malformed.
  */
 export function parseStatusIds(statusText: string): StatusIds | undefined {
-  const fields = new Map<string, string>();
-  for (const line of statusText.split('\n')) {
-    const i = line.indexOf(':');
-    if (i > 0) fields.set(line.slice(0, i), line.slice(i + 1).trim());
-  }
+  // Only three of its ~55 lines are needed, on every Workload API call: look them up rather
+  // than split the whole text. The last line with a key wins, as a line-by-line map would have it.
+  const field = (key: string): string | undefined => {
+    const tag = `${key}:`;
+    const at = statusText.lastIndexOf(`\n${tag}`);
+    const start = at >= 0 ? at + 1 + tag.length : statusText.startsWith(tag) ? tag.length : -1;
+    if (start < 0) return undefined;
+    const end = statusText.indexOf('\n', start);
+    return statusText.slice(start, end < 0 ? undefined : end).trim();
+  };
   const ids = (key: string) => {
-    const v = fields.get(key);
+    const v = field(key);
     if (v === undefined) return undefined;
     const parts = v === '' ? [] : v.split(/\s+/);
     return parts.every((x) => /^\d+$/.test(x)) ? parts.map(Number) : undefined;
