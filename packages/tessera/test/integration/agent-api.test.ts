@@ -46,6 +46,7 @@ before(async () => {
 });
 after(async () => {
   await api?.close();
+  await ca?.close();
   await ds?.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -631,4 +632,51 @@ test('transport: server SVID rotation, oversize requests, garbage on the port', 
   plain.resume();
   await once(plain, 'close');
   assert.equal((await agentClient(a).getBundle({})).trustDomain, td.name);
+});
+
+test('BatchNewX509Svid, a large mixed batch: every good CSR signed for its own key, every bad one refused with its own reason', async () => {
+  const a = await attestWithToken();
+  const c = agentClient(a);
+  const web = await entry('/pool/web', a.result.spiffeId, { dnsNames: ['pool.example'] });
+  const foreignEntry = await entry('/pool/not-mine', `spiffe://${td.name}/tessera/agent/join_token/other`);
+  const forged = Buffer.from(csrFor(newKey(), [web.spiffeId]));
+  forged[forged.length - 3]! ^= 0xff;
+  const cases: { csr: Uint8Array; entryId?: string; code: number; message?: RegExp }[] = [
+    { csr: Buffer.from('garbage'), code: Code.InvalidArgument, message: /^invalid CSR: malformed certificate request:/ },
+    { csr: forged, code: Code.InvalidArgument, message: /signature does not verify/ },
+    { csr: csrFor(generateKeyPairSync('ec', { namedCurve: 'P-521' }).privateKey), code: Code.InvalidArgument, message: /unsupported certificate request key/ },
+    { csr: csrFor(newKey(), [`spiffe://${td.name}/pool/other`]), code: Code.InvalidArgument, message: /URI SAN/ },
+    { csr: csrFor(newKey()), entryId: foreignEntry.id, code: Code.PermissionDenied, message: /not entitled/ },
+    { csr: csrFor(newKey()), entryId: '', code: Code.InvalidArgument, message: /entry_id is required/ },
+  ];
+  const keys: KeyObject[] = [];
+  const params: { entryId: string; csr: Uint8Array }[] = [];
+  const expected: { code: number; message?: RegExp; key?: KeyObject }[] = [];
+  for (let i = 0; i < 60; i++) {
+    const bad = i % 5 === 2 ? cases[(i / 5) % cases.length | 0] : undefined;
+    if (bad) {
+      params.push({ entryId: bad.entryId ?? web.id, csr: bad.csr });
+      expected.push({ code: bad.code, ...(bad.message ? { message: bad.message } : {}) });
+    } else {
+      const k = newKey();
+      keys.push(k);
+      params.push({ entryId: web.id, csr: csrFor(k, i % 2 === 0 ? [web.spiffeId] : []) });
+      expected.push({ code: 0, key: k });
+    }
+  }
+  const res = await c.batchNewX509Svid({ params });
+  assert.equal(res.results.length, params.length);
+  res.results.forEach((r, i) => {
+    const want = expected[i]!;
+    assert.equal(r.status?.code, want.code, `result ${i}: ${r.status?.message}`);
+    if (want.message) assert.match(r.status!.message, want.message, `result ${i}`);
+    if (want.key) {
+      assert.equal(r.entryId, web.id);
+      assert.equal(verifyX509Svid(r.svid, ca.bundle()).id.toString(), web.spiffeId);
+      const leaf = new Certificate(r.svid[0]!);
+      assert.ok(leaf.publicKey.equals(createPublicKey(want.key)), `result ${i}: the certificate is for the key of its own CSR`);
+      assert.deepEqual(leaf.subjectAltNames.dnsNames, ['pool.example']);
+    }
+  });
+  assert.equal(res.results.filter((r) => r.status?.code === 0).length, 48);
 });
