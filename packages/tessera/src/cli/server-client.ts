@@ -9,6 +9,7 @@ import type { DescService } from '@bufbuild/protobuf';
 import { AgentAdmin, BundleAdmin, EntryAdmin, ServerHealth, SvidAdmin } from '../gen/tessera/v1/admin_pb.js';
 import { unixSocketTransport } from '../grpc/unix-client.js';
 import { CommandError } from './errors.js';
+import { socketFailureReason } from './socket-errors.js';
 import type { FlagSpec, ParsedFlags } from './flags.js';
 
 /** Where the daemon keeps its data when nothing says otherwise (`tessera server run`'s `dataDir`). */
@@ -46,28 +47,7 @@ export function resolveSocketPath(flag: string | undefined, env: NodeJS.ProcessE
   return join(dataDir !== undefined && dataDir !== '' ? dataDir : DEFAULT_DATA_DIR, 'server.sock');
 }
 
-/** What a socket-level failure means for the user. */
-const CONNECT_REASONS: Record<string, string> = {
-  ENOENT: 'no socket at this path',
-  ECONNREFUSED: 'nothing is listening on the socket',
-  ENOTSOCK: 'the path is not a socket',
-  EACCES: 'permission denied',
-  EPERM: 'permission denied',
-  ENOTDIR: 'a parent of the path is not a directory',
-  ECONNRESET: 'the connection was reset',
-  EPIPE: 'the connection was closed',
-};
 
-/** The errno code a ConnectError was caused by, if any (`ENOENT` for a missing socket). */
-function errnoOf(e: ConnectError): string | undefined {
-  let cause: unknown = e.cause;
-  for (let depth = 0; depth < 4 && cause instanceof Error; depth++) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    if (typeof code === 'string' && code.startsWith('E')) return code;
-    cause = cause.cause;
-  }
-  return undefined;
-}
 
 /** gRPC status name (`NotFound`) of a code. */
 export function codeName(code: Code | number): string {
@@ -87,10 +67,10 @@ function oneLine(s: string): string {
  */
 export function describeCallError(e: unknown, what: string, socketPath: string, timeoutMs: number): CommandError {
   if (!(e instanceof ConnectError)) throw e;
-  const errno = errnoOf(e);
-  if (errno !== undefined && CONNECT_REASONS[errno] !== undefined) {
+  const reason = socketFailureReason(e);
+  if (reason !== undefined) {
     return new CommandError(
-      `cannot connect to the server at ${socketPath}: ${CONNECT_REASONS[errno]} (is 'tessera server run' running? Point at its socket with -socketPath or TESSERA_SERVER_SOCKET)`,
+      `cannot connect to the server at ${socketPath}: ${reason} (is 'tessera server run' running? Point at its socket with -socketPath or TESSERA_SERVER_SOCKET)`,
     );
   }
   if (e.code === Code.DeadlineExceeded) {

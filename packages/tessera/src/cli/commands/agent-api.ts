@@ -24,6 +24,7 @@ import type { Command, CommandContext, CommandGroup, OutputStream } from '../com
 import { CommandError, ExitCode, UsageError } from '../errors.js';
 import { OUTPUT_FLAG, type FlagSpec, type ParsedFlags } from '../flags.js';
 import { formatTime } from '../time-format.js';
+import { socketErrno, socketFailureReason } from '../socket-errors.js';
 import { wantsJson, writeJson, writeJsonValue } from './server-flags.js';
 
 /** Where `tessera agent run` serves the Workload API unless told otherwise (SPIRE's is /tmp/spire-agent/public/api.sock). */
@@ -100,27 +101,7 @@ export function parseDurationMs(value: string, flag: string): number {
   return Math.ceil(ms);
 }
 
-/** What a socket-level failure means for the user. */
-const CONNECT_REASONS: Record<string, string> = {
-  ENOENT: 'no socket at this path',
-  ECONNREFUSED: 'nothing is listening on the socket',
-  ENOTSOCK: 'the path is not a socket',
-  EACCES: 'permission denied',
-  EPERM: 'permission denied',
-  ENOTDIR: 'a parent of the path is not a directory',
-  ECONNRESET: 'the connection was reset',
-  EPIPE: 'the connection was closed',
-};
 
-function errnoOf(e: unknown): string | undefined {
-  let cause: unknown = e;
-  for (let depth = 0; depth < 6 && cause instanceof Error; depth++) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return code;
-    cause = cause.cause;
-  }
-  return undefined;
-}
 
 /** The agent's own status message, on one line. */
 function rawMessage(e: WorkloadApiError): string {
@@ -135,13 +116,13 @@ function rawMessage(e: WorkloadApiError): string {
  */
 export function describeWorkloadApiError(e: unknown, what: string, address: string, timeout?: { signal: AbortSignal; text: string }): CommandError {
   if (timeout?.signal.aborted) return new CommandError(`${what}: the Workload API at ${address} did not answer within ${timeout.text}`);
-  const errno = errnoOf(e);
-  if (errno !== undefined && CONNECT_REASONS[errno] !== undefined) {
+  const reason = socketFailureReason(e);
+  if (reason !== undefined) {
     return new CommandError(
-      `${what}: cannot connect to the Workload API at ${address}: ${CONNECT_REASONS[errno]} (is 'tessera agent run' running? Point at its socket with -socketPath or ${SPIFFE_ENDPOINT_SOCKET})`,
+      `${what}: cannot connect to the Workload API at ${address}: ${reason} (is 'tessera agent run' running? Point at its socket with -socketPath or ${SPIFFE_ENDPOINT_SOCKET})`,
     );
   }
-  if (errno !== undefined) return new CommandError(`${what}: cannot connect to the Workload API at ${address}: ${(e as Error).message}`);
+  if (socketErrno(e) !== undefined) return new CommandError(`${what}: cannot connect to the Workload API at ${address}: ${(e as Error).message}`);
   if (e instanceof WorkloadApiError) {
     const message = rawMessage(e);
     if (e.grpcCode === Code.PermissionDenied) {

@@ -14,6 +14,7 @@ import { CommandError, ExitCode, UsageError } from '../errors.js';
 import type { FlagSpec, ParsedFlags } from '../flags.js';
 import { codeName } from '../server-client.js';
 import { formatTime } from '../time-format.js';
+import { socketFailureReason } from '../socket-errors.js';
 import { OUTPUT_FLAG, plural, wantsJson, writeJson } from './server-flags.js';
 
 /** Where `tessera agent run` serves its admin API unless configured otherwise. */
@@ -34,24 +35,7 @@ const NAMESPACE_FLAG: FlagSpec = { name: 'namespace', kind: 'string', valueName:
 
 // ---------------------------------------------------------------- the socket
 
-/** One-line reasons for socket-level failures. */
-const CONNECT_REASONS: Record<string, string> = {
-  ENOENT: 'no socket at this path',
-  ECONNREFUSED: 'nothing is listening on the socket',
-  ENOTSOCK: 'the path is not a socket',
-  EACCES: 'permission denied (the admin socket is root only)',
-  EPERM: 'permission denied (the admin socket is root only)',
-};
 
-function errnoOf(e: ConnectError): string | undefined {
-  let cause: unknown = e.cause;
-  for (let depth = 0; depth < 4 && cause instanceof Error; depth++) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    if (typeof code === 'string' && code.startsWith('E')) return code;
-    cause = cause.cause;
-  }
-  return undefined;
-}
 
 /** Runs one call on the agent's admin socket; failures become one-line CommandErrors starting with `what`. */
 async function callAgent<T>(flags: ParsedFlags, what: string, f: (client: Client<typeof EndpointAdmin>) => Promise<T>): Promise<T> {
@@ -61,9 +45,9 @@ async function callAgent<T>(flags: ParsedFlags, what: string, f: (client: Client
     return await f(client);
   } catch (e) {
     if (!(e instanceof ConnectError)) throw e;
-    const errno = errnoOf(e);
-    if (errno !== undefined && CONNECT_REASONS[errno] !== undefined) {
-      throw new CommandError(`cannot connect to the agent at ${socketPath}: ${CONNECT_REASONS[errno]} (is 'tessera agent run' running? Point at its admin socket with -socketPath)`);
+    const reason = socketFailureReason(e);
+    if (reason !== undefined) {
+      throw new CommandError(`cannot connect to the agent at ${socketPath}: ${reason === 'permission denied' ? 'permission denied (the admin socket is root only)' : reason} (is 'tessera agent run' running? Point at its admin socket with -socketPath)`);
     }
     if (e.code === Code.Unimplemented) throw new CommandError(`${what}: the agent at ${socketPath} does not offer endpoint registration (${e.rawMessage})`);
     throw new CommandError(`${what}: ${e.rawMessage.replace(/\s*\n\s*/g, ' ') || 'no message'} (${codeName(e.code)})`);
