@@ -179,7 +179,9 @@ export async function startAgent(config: AgentConfig, options: AgentOptions = {}
   });
 
   // Agent SVID renewal at half-life (± jitter), retried with backoff.
-  let agentRotateAt = rotationTime(svid.notBefore, svid.notAfter, random);
+  // From arrival when it was just issued (the server backdates notBefore); a restored one only has notBefore.
+  const attestedNow = persisted?.svid !== svid;
+  let agentRotateAt = rotationTime(new Date(attestedNow ? Math.max(svid.notBefore.getTime(), now().getTime()) : svid.notBefore.getTime()), svid.notAfter, random);
   let renewRetryMs = 0;
   const renewAgent = async (): Promise<void> => {
     if (now().getTime() < agentRotateAt.getTime()) return;
