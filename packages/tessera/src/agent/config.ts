@@ -15,12 +15,16 @@ export interface ServerAddress {
   readonly port: number;
 }
 
-/** Parses `host:port[,host:port…]` (several servers: the agent fails over in order). */
-export function parseServerAddresses(v: string): ServerAddress[] {
+/**
+ * Parses `host:port[,host:port…]` (several servers: the agent fails over in
+ * order). A part without a port (`10.0.0.1`, `[::1]`) takes `defaultPort`
+ * (SPIRE's separate `serverPort`, 8081 by default).
+ */
+export function parseServerAddresses(v: string, defaultPort = 8081): ServerAddress[] {
   const out: ServerAddress[] = [];
   for (const part of v.split(',').map((s) => s.trim())) {
-    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s/]+)):(\d{1,5})$/.exec(part);
-    const port = m ? Number(m[3]) : NaN;
+    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s/]+))(?::(\d{1,5}))?$/.exec(part);
+    const port = m ? (m[3] !== undefined ? Number(m[3]) : defaultPort) : NaN;
     if (!m || !(port > 0 && port < 65536)) throw new ConfigError(`serverAddress: "${part}" is not host:port`);
     out.push({ host: m[1] ?? m[2]!, port });
   }
@@ -40,7 +44,8 @@ function serverAddressCheck(v: string): string | undefined {
 /** `tessera agent run` settings, with SPIRE's spellings. */
 export const AGENT_SCHEMA = {
   trustDomain: { type: 'string', description: 'trust domain of the server', required: true, check: trustDomainCheck as (v: never) => string | undefined, env: 'TESSERA_TRUST_DOMAIN' },
-  serverAddress: { type: 'string', description: 'server Agent API, host:port; several separated by commas (failover in order)', default: '127.0.0.1:8081', check: serverAddressCheck as (v: never) => string | undefined, env: 'TESSERA_SERVER_ADDRESS' },
+  serverAddress: { type: 'string', description: 'server Agent API, host[:port]; several separated by commas (failover in order)', default: '127.0.0.1', check: serverAddressCheck as (v: never) => string | undefined, env: 'TESSERA_SERVER_ADDRESS' },
+  serverPort: { type: 'integer', description: 'port for serverAddress parts without one (SPIRE spelling)', default: 8081, min: 1, max: 65535 },
   dataDir: { type: 'string', description: 'directory for the agent SVID, its key, the bundle and registered endpoints', default: './.agent-data', env: 'TESSERA_AGENT_DATA_DIR' },
   socketPath: { type: 'string', description: 'Workload API Unix socket', default: DEFAULT_AGENT_SOCKET, env: 'TESSERA_AGENT_SOCKET' },
   adminSocketPath: { type: 'string', description: 'admin socket (endpoint registration), mode 0600', default: DEFAULT_AGENT_ADMIN_SOCKET },
@@ -100,7 +105,7 @@ export function loadAgentConfig(options: { configFile?: string; flags?: Record<s
   if (attestation?.type === 'join_token' && attestation.token.length === 0) throw new ConfigError('joinToken: empty');
   return Object.freeze({
     trustDomain: TrustDomain.parse(String(c.trustDomain)),
-    serverAddresses: Object.freeze(parseServerAddresses(String(c.serverAddress))),
+    serverAddresses: Object.freeze(parseServerAddresses(String(c.serverAddress), Number(c.serverPort))),
     dataDir: resolve(String(c.dataDir)),
     socketPath: String(c.socketPath),
     adminSocketPath: String(c.adminSocketPath),

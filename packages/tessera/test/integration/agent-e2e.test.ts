@@ -231,7 +231,7 @@ test('e2e: `tessera agent run` start-up failures are one line and exit 1 (bad to
   const untrusted = await run('untrusted', '-serverAddress', `127.0.0.1:${server.port}`, '-trustBundle', join(dir, 'other-root.pem'), '-joinToken', 'x');
   assert.equal(untrusted.code, 1);
   assert.match(untrusted.stderr, /not trusted/);
-  const badConfig = await run('bad-config', '-serverAddress', 'nope');
+  const badConfig = await run('bad-config', '-serverAddress', 'no:pe');
   assert.equal(badConfig.code, 1);
-  assert.match(badConfig.stderr, /invalid configuration: .*serverAddress: "nope" is not host:port/);
+  assert.match(badConfig.stderr, /invalid configuration: .*serverAddress: "no:pe" is not host:port/);
 });

@@ -55,9 +55,13 @@ test('several server addresses are kept in order (failover order); IPv6 in brack
     { host: 'fd00::1:2', port: 1 },
   ]);
   assert.deepEqual(parseServerAddresses('h:65535'), [{ host: 'h', port: 65535 }]);
+  // SPIRE's separate -serverPort: parts without a port take it (8081 by default).
+  assert.deepEqual(parseServerAddresses('h,[::1],g:9'), [{ host: 'h', port: 8081 }, { host: '::1', port: 8081 }, { host: 'g', port: 9 }]);
+  assert.deepEqual(loadAgentConfig({ flags: { trustDomain: 'example.org', serverAddress: '10.0.0.1', serverPort: '9091' } }).serverAddresses, [{ host: '10.0.0.1', port: 9091 }]);
+  assert.throws(() => loadAgentConfig({ flags: { trustDomain: 'example.org', serverPort: '0' } }), (e: unknown) => e instanceof ConfigError && /serverPort/.test(e.message));
 });
 
-for (const bad of ['', ' ', 'h:0', 'h:70000', 'h:65536', 'h', 'h:', ':8081', '::1:8081', '[::1]', '[::1]:0', '[example.org]:80', 'h:80,', 'h:80,,g:81', 'h:-1', 'h:8o', 'a b:80', 'http://h:80', 'h:80/path']) {
+for (const bad of ['', ' ', 'h:0', 'h:70000', 'h:65536', 'h:', ':8081', '::1:8081', '[::1]:0', '[example.org]:80', 'h:80,', 'h:80,,g:81', 'h:-1', 'h:8o', 'a b:80', 'http://h:80', 'h:80/path']) {
   test(`serverAddress ${JSON.stringify(bad)} is refused with a ConfigError naming serverAddress`, () => {
     assert.throws(
       () => loadAgentConfig({ flags: { trustDomain: 'example.org', serverAddress: bad } }),
@@ -130,7 +134,7 @@ test('file < environment < flags; TESSERA_* variables set the trust domain, serv
   assert.equal(loadAgentConfig({ configFile: f, env: { TESSERA_JOIN_TOKEN: '' } }).attestation?.type, 'join_token');
   assert.deepEqual(loadAgentConfig({ configFile: f, env: { TESSERA_JOIN_TOKEN: '' } }).attestation, { type: 'join_token', token: 'file-token' });
   // A bad value from the environment names the variable.
-  assert.throws(() => loadAgentConfig({ flags: { trustDomain: 'example.org' }, env: { TESSERA_SERVER_ADDRESS: 'nope' } }), (e: unknown) => e instanceof ConfigError && /environment TESSERA_SERVER_ADDRESS: serverAddress: "nope" is not host:port/.test(e.message));
+  assert.throws(() => loadAgentConfig({ flags: { trustDomain: 'example.org' }, env: { TESSERA_SERVER_ADDRESS: 'no pe' } }), (e: unknown) => e instanceof ConfigError && /environment TESSERA_SERVER_ADDRESS: serverAddress: "no pe" is not host:port/.test(e.message));
   // The process environment is not read unless passed.
   process.env.TESSERA_TRUST_DOMAIN = 'from-process.org';
   try {

@@ -11,6 +11,7 @@ import { AgentError } from '../../agent/errors.js';
 const FLAG_KEYS: [string, string][] = [
   ['trust-domain', 'trustDomain'],
   ['server-address', 'serverAddress'],
+  ['server-port', 'serverPort'],
   ['data-dir', 'dataDir'],
   ['socket-path', 'socketPath'],
   ['admin-socket-path', 'adminSocketPath'],
@@ -37,7 +38,8 @@ export const agentRun: Command = {
   flags: [
     { name: 'config', kind: 'string', valueName: 'agent.yaml', description: 'Config file (YAML); keys as the flags in camelCase' },
     { name: 'trust-domain', kind: 'string', valueName: 'td', description: 'Trust domain (e.g. cluster.local)' },
-    { name: 'server-address', kind: 'string', valueName: 'host:port[,host:port]', description: 'Server Agent API address(es) (default 127.0.0.1:8081)' },
+    { name: 'server-address', kind: 'string', valueName: 'host[:port][,host[:port]]', description: 'Server Agent API address(es), failover in order (default 127.0.0.1)' },
+    { name: 'server-port', kind: 'string', valueName: 'port', description: 'Port for addresses given without one (default 8081)' },
     { name: 'data-dir', kind: 'string', valueName: 'dir', description: 'Data directory (default ./.agent-data)' },
     { name: 'socket-path', kind: 'string', valueName: 'path', description: 'Workload API socket (default /tmp/tessera-agent/public/api.sock)' },
     { name: 'admin-socket-path', kind: 'string', valueName: 'path', description: 'Admin socket for endpoint registration (default /tmp/tessera-agent/admin.sock)' },
