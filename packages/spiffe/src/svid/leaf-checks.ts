@@ -9,12 +9,12 @@ import { Certificate, KeyUsage } from '../internal/x509/certificate.js';
 
 type Code = 'ERR_X509SVID_INVALID' | 'ERR_X509SVID_UNTRUSTED';
 
-/** Parses DER certificates, mapping encoding failures to `code`. */
-export function parseCertificates(ders: readonly Uint8Array[], code: Code): Certificate[] {
+/** Parses DER certificates with `parse` (default: uncached), mapping encoding failures to `code`. */
+export function parseCertificates(ders: readonly Uint8Array[], code: Code, parse: (der: Uint8Array) => Certificate = (d) => new Certificate(d)): Certificate[] {
   if (ders.length === 0) throw new X509SvidError(code, 'no certificates found');
   return ders.map((d, i) => {
     try {
-      return new Certificate(d);
+      return parse(d);
     } catch (e) {
       if (e instanceof EncodingError) throw new X509SvidError(code, `certificate ${i}: ${e.message}`, { cause: e });
       throw e;

@@ -2,8 +2,8 @@ import type { TrustDomain } from '../id/index.js';
 import type { SpiffeId } from '../id/index.js';
 import { SpiffeError, X509SvidError } from '../errors/index.js';
 import type { X509BundleSource } from '../bundle/source.js';
-import { KeyUsage, type Certificate, type NameSubtree } from '../internal/x509/certificate.js';
-import { checkSignature } from '../internal/x509/signature.js';
+import { Certificate, KeyUsage, type NameSubtree } from '../internal/x509/certificate.js';
+import { checkSignatureCached, parseCertificateCached } from '../internal/x509/verify-cache.js';
 import { checkLeaf, parseCertificates } from './leaf-checks.js';
 
 /** Options for {@link verifyX509Svid}. */
@@ -44,7 +44,19 @@ const MAX_PATHS = 1000;
  * ```
  */
 export function verifyX509Svid(rawCerts: readonly Uint8Array[], bundleSource: X509BundleSource, options: X509VerifyOptions = {}): VerifiedX509Svid {
-  const certs = parseCertificates(rawCerts, 'ERR_X509SVID_INVALID');
+  // Parsed certificates come from a cache shared by all verifications. The chain search tells
+  // certificates apart by identity, so a DER sent twice in one chain gets a fresh object, exactly
+  // as without the cache.
+  const seen = new Set<Certificate>();
+  const parse = (der: Uint8Array): Certificate => {
+    const cert = parseCertificateCached(der);
+    if (!seen.has(cert)) {
+      seen.add(cert);
+      return cert;
+    }
+    return new Certificate(der);
+  };
+  const certs = parseCertificates(rawCerts, 'ERR_X509SVID_INVALID', parse);
   return verifyParsed(certs, bundleSource, options);
 }
 
@@ -57,7 +69,8 @@ export function verifyParsed(certs: readonly Certificate[], bundleSource: X509Bu
   const now = options.time ?? new Date();
   const chains = buildChains(leaf, certs.slice(1), roots, now);
   if (typeof chains === 'string') throw new X509SvidError('ERR_X509SVID_UNTRUSTED', `could not verify leaf certificate: ${chains}`);
-  return { id, verifiedChains: chains.map((c) => c.map((x) => x.der)) };
+  // Copies: cached certificates must never be reachable (and changeable) by callers or authorizers.
+  return { id, verifiedChains: chains.map((c) => c.map((x) => Buffer.from(x.der))) };
 }
 
 function rootsFor(td: TrustDomain, source: X509BundleSource): readonly Certificate[] {
@@ -145,14 +158,19 @@ interface SignatureBudget {
   results: Map<Certificate, Map<Certificate, string | undefined>>;
 }
 
-/** A memoized, budgeted signature check of `child` by `issuer`. */
+/**
+ * A memoized, budgeted signature check of `child` by `issuer`. A check answered
+ * by the process-wide cache of successful checks still counts against
+ * MAX_SIGNATURE_CHECKS, so the search limits, and the verdicts they produce,
+ * are the same whether or not the cache is warm.
+ */
 function signatureError(child: Certificate, issuer: Certificate, budget: SignatureBudget): string | undefined {
   let byIssuer = budget.results.get(child);
   if (byIssuer?.has(issuer)) return byIssuer.get(issuer);
   if (++budget.checks > MAX_SIGNATURE_CHECKS) return 'too many signature checks while building the chain';
   let result: string | undefined;
   try {
-    result = checkSignature(child, issuer.publicKey);
+    result = checkSignatureCached(child, issuer);
   } catch (e) {
     result = `issuer public key is unusable: ${(e as Error).message}`;
   }
