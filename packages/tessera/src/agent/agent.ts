@@ -6,9 +6,10 @@ import { buildCertificateRequest } from '@tessera/spiffe/x509';
 import type { Logger } from '../observe/logger.js';
 import type { AgentConfig } from './config.js';
 import { AgentError } from './errors.js';
-import { attestNode, newAgentKey } from './node/attest.js';
+import { attestNode } from './node/attest.js';
+import { newWorkloadKey } from './svid/workload-keys.js';
 import { agentSvidFrom, IdentityStore, type AgentSvid } from './node/identity-store.js';
-import { isServerUnavailable, ServerConnection } from './node/server-connection.js';
+import { ServerConnection } from './node/server-connection.js';
 import { realSleep, SyncLoop, type Sleep } from './node/sync-loop.js';
 import { rotationTime } from './svid/rotation.js';
 import { SvidManager, type SigningResult, type SvidSigner } from './svid/svid-manager.js';
@@ -65,18 +66,21 @@ export interface RunningAgent {
   close(): Promise<void>;
 }
 
+/** A bundle's X.509 authorities (DER): what the server's certificate must chain to. */
+const rootsOf = (b: SpiffeBundle): Buffer[] => b.certificates().map((c) => c.der);
+
 async function bootstrapRoots(config: AgentConfig, persisted: SpiffeBundle | undefined): Promise<readonly Uint8Array[]> {
   if (config.trustBundle !== undefined) {
     try {
       const b = config.trustBundle.format === 'spiffe' ? SpiffeBundle.load(config.trustDomain, config.trustBundle.path) : SpiffeBundle.fromX509Bundle(X509Bundle.load(config.trustDomain, config.trustBundle.path));
-      const roots = b.certificates().map((c) => c.der);
+      const roots = rootsOf(b);
       if (roots.length === 0) throw new Error('no X.509 authority in it');
       return roots;
     } catch (e) {
       throw new AgentError('AGENT_BOOTSTRAP_INVALID', `trust bundle ${config.trustBundle.path}: ${(e as Error).message}`, { cause: e });
     }
   }
-  if (persisted !== undefined) return persisted.certificates().map((c) => c.der);
+  if (persisted !== undefined) return rootsOf(persisted);
   if (config.insecureBootstrap) return [];
   throw new AgentError('AGENT_BOOTSTRAP_INVALID', 'no way to verify the server at first start: give -trustBundle <file> (or -insecureBootstrap for testing)');
 }
@@ -102,8 +106,31 @@ export async function startAgent(config: AgentConfig, options: AgentOptions = {}
   if (svid === undefined && config.attestation === undefined) {
     throw new AgentError('AGENT_NOT_ATTESTED', persisted ? `the persisted agent SVID expired at ${persisted.svid.notAfter.toISOString()} and no join token or x509pop is configured` : 'no persisted agent SVID in the data directory: give -joinToken (or x509pop files) for node attestation');
   }
-  let roots: readonly Uint8Array[] = svid !== undefined && bundle !== undefined ? bundle.certificates().map((c) => c.der) : await bootstrapRoots(config, bundle);
-  const conn = new ServerConnection({ trustDomain: config.trustDomain, addresses: config.serverAddresses, roots: () => roots, svid: () => svid });
+  // Before the first bundle is known (first start): the bootstrap roots; from then on the
+  // trust domain's current bundle, as the manager holds it.
+  const bootstrap = svid !== undefined ? [] : await bootstrapRoots(config, bundle);
+  const conn: ServerConnection = new ServerConnection({
+    trustDomain: config.trustDomain,
+    addresses: config.serverAddresses,
+    roots: () => {
+      const own = manager.ownBundle;
+      return own !== undefined ? rootsOf(own) : bootstrap;
+    },
+    svid: () => svid,
+  });
+  const signer: SvidSigner = {
+    signX509: (requests) =>
+      conn.call(async (c) => {
+        const res = await c.batchNewX509Svid({ params: requests.map((r) => ({ entryId: r.entryId, csr: r.csr })) });
+        return res.results.map((r, i): SigningResult => (r.status === undefined || r.status.code === 0 ? { entryId: r.entryId || requests[i]!.entryId, ok: true, certificates: r.svid } : { entryId: r.entryId || requests[i]!.entryId, ok: false, reason: `${Code[r.status.code] ?? r.status.code}: ${r.status.message}` }));
+      }),
+    mintJwt: (entryId, audience) =>
+      conn.call(async (c) => {
+        const r = await c.newJwtSvid({ entryId, audience: [...audience] });
+        return { token: r.token, expiresAt: new Date(Number(r.expiresAt) * 1000) };
+      }),
+  };
+  const manager = new SvidManager({ trustDomain: config.trustDomain, signer, keyType: config.workloadKeyType, now, random, ...(log ? { logger: log } : {}) });
 
   if (svid === undefined) {
     let r;
@@ -118,35 +145,12 @@ export async function startAgent(config: AgentConfig, options: AgentOptions = {}
     bundle = r.bundle;
     await store.saveBundle(bundle);
     await store.saveSvid(svid);
-    roots = bundle.certificates().map((c) => c.der);
     conn.invalidate();
     log?.info('node attested', { spiffeId: svid.spiffeId, type: config.attestation?.type, reattested: r.reattested, server: conn.addressString });
   } else {
     log?.info('agent SVID restored from the data directory', { spiffeId: svid.spiffeId, expiresAt: svid.notAfter.toISOString() });
   }
   const agentId = svid.spiffeId;
-
-  const signer: SvidSigner = {
-    async signX509(requests) {
-      try {
-        const res = await conn.client().batchNewX509Svid({ params: requests.map((r) => ({ entryId: r.entryId, csr: r.csr })) });
-        return res.results.map((r, i): SigningResult => (r.status === undefined || r.status.code === 0 ? { entryId: r.entryId || requests[i]!.entryId, ok: true, certificates: r.svid } : { entryId: r.entryId || requests[i]!.entryId, ok: false, reason: `${Code[r.status.code] ?? r.status.code}: ${r.status.message}` }));
-      } catch (e) {
-        if (isServerUnavailable(e)) conn.failover();
-        throw e;
-      }
-    },
-    async mintJwt(entryId, audience) {
-      try {
-        const r = await conn.client().newJwtSvid({ entryId, audience: [...audience] });
-        return { token: r.token, expiresAt: new Date(Number(r.expiresAt) * 1000) };
-      } catch (e) {
-        if (isServerUnavailable(e)) conn.failover();
-        throw e;
-      }
-    },
-  };
-  const manager = new SvidManager({ trustDomain: config.trustDomain, signer, keyType: config.workloadKeyType, now, random, ...(log ? { logger: log } : {}) });
   manager.setBundle(bundle!);
 
   const closed = new AbortController();
@@ -166,8 +170,7 @@ export async function startAgent(config: AgentConfig, options: AgentOptions = {}
       manager.apply(u);
       const after = manager.ownBundle;
       if (after !== undefined && before !== undefined && !after.equals(before)) {
-        roots = after.certificates().map((c) => c.der);
-        conn.invalidate();
+        conn.invalidate(); // the server is verified with the new bundle from now on
         await store.saveBundle(after).catch((e: unknown) => log?.warn('cannot persist the trust bundle', { error: (e as Error).message }));
       }
       if (u.full) {
@@ -186,8 +189,8 @@ export async function startAgent(config: AgentConfig, options: AgentOptions = {}
   const renewAgent = async (): Promise<void> => {
     if (now().getTime() < agentRotateAt.getTime()) return;
     try {
-      const key = await newAgentKey();
-      const res = await conn.client().renewAgent({ csr: buildCertificateRequest(key, {}) });
+      const key = await newWorkloadKey('ec-p256');
+      const res = await conn.call((c) => c.renewAgent({ csr: buildCertificateRequest(key, {}) }));
       const next = agentSvidFrom(res.svid, key);
       if (next.spiffeId !== agentId) throw new Error(`renewal returned ${next.spiffeId}`);
       await store.saveSvid(next);
@@ -199,7 +202,6 @@ export async function startAgent(config: AgentConfig, options: AgentOptions = {}
       log?.info('agent SVID renewed', { spiffeId: agentId, expiresAt: next.notAfter.toISOString() });
     } catch (e) {
       const ce = ConnectError.from(e);
-      if (isServerUnavailable(e)) conn.failover();
       renewRetryMs = renewRetryMs === 0 ? 1000 : Math.min(renewRetryMs * 2, 30_000);
       agentRotateAt = new Date(now().getTime() + renewRetryMs);
       log?.warn('cannot renew the agent SVID', { error: ce.rawMessage, retryInMs: renewRetryMs });

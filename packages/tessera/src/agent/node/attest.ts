@@ -1,6 +1,5 @@
-import { generateKeyPair, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { SpiffeBundle } from '@tessera/spiffe/bundle';
@@ -11,18 +10,13 @@ import { signX509popChallenge } from '../../server/attestation/x509pop.js';
 import { requestChannel } from '../../grpc/request-channel.js';
 import type { NodeAttestationConfig } from '../config.js';
 import { AgentError } from '../errors.js';
+import { newWorkloadKey } from '../svid/workload-keys.js';
 import { bundleFromProto } from './bundle-proto.js';
 import { agentSvidFrom, type AgentSvid } from './identity-store.js';
 import { isServerUnavailable, isUntrustedServer, type ServerConnection } from './server-connection.js';
 
-const generateKeyPairAsync = promisify(generateKeyPair);
 /** How long one attestation exchange may take. */
 const ATTEST_TIMEOUT_MS = 10_000;
-
-/** A fresh P-256 key for the agent SVID (made on the node; only its CSR leaves). */
-export async function newAgentKey(): Promise<KeyObject> {
-  return (await generateKeyPairAsync('ec', { namedCurve: 'P-256' })).privateKey;
-}
 
 /** The outcome of node attestation. */
 export interface NodeAttestation {
@@ -53,7 +47,8 @@ async function evidence(config: NonNullable<NodeAttestationConfig>): Promise<{ t
  */
 export async function attestNode(conn: ServerConnection, config: NonNullable<NodeAttestationConfig>, addresses: number): Promise<NodeAttestation> {
   const ev = await evidence(config);
-  const key = await newAgentKey();
+  // The agent's key is made here; only its CSR leaves the node.
+  const key = await newWorkloadKey('ec-p256');
   const csr = buildCertificateRequest(key, {});
   let lastError: unknown;
   for (let attempt = 0; attempt < addresses; attempt++) {

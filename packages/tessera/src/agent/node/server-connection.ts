@@ -67,6 +67,19 @@ export class ServerConnection {
     return this.#client;
   }
 
+  /**
+   * Runs one call on the current client; when it fails because the server
+   * is unreachable, moves to the next address (for the next call) and rethrows.
+   */
+  async call<T>(fn: (client: Client<typeof AgentApi>) => Promise<T>): Promise<T> {
+    try {
+      return await fn(this.client());
+    } catch (e) {
+      if (isServerUnavailable(e)) this.failover();
+      throw e;
+    }
+  }
+
   /** Drops the connection so the next call uses the current SVID and bundle. */
   invalidate(): void {
     this.#retire();
