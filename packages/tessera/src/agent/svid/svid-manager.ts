@@ -162,27 +162,29 @@ export class SvidManager implements IdentityCache {
       this.#entries.set(e.id, e);
       const held = this.#svids.get(e.id);
       if (held === undefined) continue;
-      if (!this.#isWorkload(e)) {
-        // Now a node alias (or without selectors): its SVID must not be served or used for JWT-SVIDs any more.
+      if (!this.#isWorkload(e) || held.svid.spiffeId !== e.spiffeId) {
+        // Now a node alias (or without selectors), or for another ID: its SVID must not be
+        // served or used for JWT-SVIDs any more (a workload entry gets a new one signed).
         this.#svids.delete(e.id);
         if (before !== undefined) this.#dropJwt(before.spiffeId);
         visible = true;
-      } else if (held.issuedFor !== issuedFor(e) && held.svid.spiffeId !== e.spiffeId) {
-        // The SVID is for an ID the entry no longer grants: stop serving it, sign anew.
-        this.#svids.delete(e.id);
-        if (before !== undefined) this.#dropJwt(before.spiffeId);
-        visible = true;
-      } else if (held.issuedFor !== issuedFor(e)) {
-        // Same ID, other TTL or DNS names: the held SVID stays valid and is served until its
-        // replacement is signed (due now), as SPIRE does; withdrawing it would fail every open
-        // watch stream of the workload with PermissionDenied for the signing round trip.
-        const meta = held.svid.hint !== e.hint || held.svid.federatesWith.join() !== e.federatesWith.join();
-        this.#svids.set(e.id, { ...held, rotateAt: new Date(0), ...(meta ? { svid: Object.freeze({ ...held.svid, hint: e.hint, federatesWith: Object.freeze([...e.federatesWith]) }) } : {}) });
-        if (meta) visible = true;
-      } else if (held.svid.hint !== e.hint || held.svid.federatesWith.join() !== e.federatesWith.join() || before?.selectors.length !== e.selectors.length || before.selectors.some((s, i) => s.type !== e.selectors[i]?.type || s.value !== e.selectors[i]?.value)) {
-        this.#svids.set(e.id, { ...held, svid: Object.freeze({ ...held.svid, hint: e.hint, federatesWith: Object.freeze([...e.federatesWith]) }) });
-        visible = true;
+        continue;
       }
+      // Same ID, other TTL or DNS names: the held SVID stays valid and is served until its
+      // replacement is signed (due now), as SPIRE does; withdrawing it would fail every open
+      // watch stream of the workload with PermissionDenied for the signing round trip. The
+      // replacement notifies watchers when it arrives.
+      const reissue = held.issuedFor !== issuedFor(e);
+      const meta = held.svid.hint !== e.hint || held.svid.federatesWith.join() !== e.federatesWith.join();
+      const selectorsChanged = before?.selectors.length !== e.selectors.length || before.selectors.some((s, i) => s.type !== e.selectors[i]?.type || s.value !== e.selectors[i]?.value);
+      if (reissue || meta) {
+        this.#svids.set(e.id, {
+          ...held,
+          ...(reissue ? { rotateAt: new Date(0) } : {}),
+          ...(meta ? { svid: Object.freeze({ ...held.svid, hint: e.hint, federatesWith: Object.freeze([...e.federatesWith]) }) } : {}),
+        });
+      }
+      if (meta || (!reissue && selectorsChanged)) visible = true;
     }
     if (update.full) {
       const keep = new Set([this.#o.trustDomain.name, ...update.upsertedBundles.map((b) => b.trustDomain.name)]);
