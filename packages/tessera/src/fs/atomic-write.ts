@@ -5,7 +5,8 @@ import { basename, dirname, join } from 'node:path';
 /**
  * Replaces `path` with `data` so that a crash leaves either the old or the
  * new content, never a mix: a temporary file in the same directory (mode
- * `mode`, default 0600), fsync, rename over `path`, fsync of the directory.
+ * exactly `mode` whatever the umask, default 0600), fsync, rename over
+ * `path`, fsync of the directory.
  * The directory is created (0700) if missing.
  */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
@@ -15,6 +16,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
   try {
     const f = await open(tmp, 'wx', mode);
     try {
+      await f.chmod(mode); // open()'s mode is masked by the umask
       await f.writeFile(data);
       await f.sync();
     } finally {

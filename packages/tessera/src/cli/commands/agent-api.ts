@@ -5,7 +5,7 @@
  * JWT-SVIDs, watch X509-SVID updates. Same flags and output as SPIRE, so its
  * documentation and scripts work with `tessera agent` in front.
  */
-import { chmodSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { create, toJson, type JsonObject } from '@bufbuild/protobuf';
 import { Code } from '@connectrpc/connect';
@@ -24,11 +24,13 @@ import type { Command, CommandContext, CommandGroup, OutputStream } from '../com
 import { CommandError, ExitCode, UsageError } from '../errors.js';
 import { OUTPUT_FLAG, type FlagSpec, type ParsedFlags } from '../flags.js';
 import { formatTime } from '../time-format.js';
+import { writeFileAtomic } from '../../fs/atomic-write.js';
+import { DEFAULT_AGENT_SOCKET } from '../../agent/config.js';
 import { socketErrno, socketFailureReason } from '../socket-errors.js';
 import { wantsJson, writeJson, writeJsonValue } from './server-flags.js';
 
 /** Where `tessera agent run` serves the Workload API unless told otherwise (SPIRE's is /tmp/spire-agent/public/api.sock). */
-export const DEFAULT_WORKLOAD_API_SOCKET = 'unix:///tmp/tessera-agent/public/api.sock';
+export const DEFAULT_WORKLOAD_API_SOCKET = `unix://${DEFAULT_AGENT_SOCKET}`;
 
 /** `-socketPath`: a path or a `unix://`/`tcp://` address. */
 export const WORKLOAD_SOCKET_FLAG: FlagSpec = {
@@ -239,15 +241,11 @@ function x509ResponseJson(views: readonly SvidView[]): wire.X509SVIDResponse {
   });
 }
 
-/** Writes `path` atomically with `mode` whatever the umask (SPIRE's diskutil.WritePrivateFile / WritePubliclyReadableFile). */
-function writeFileAtomic(path: string, data: string, mode: number): void {
-  const tmp = `${path}.${process.pid}.tmp`;
+/** Writes `path` atomically with exactly `mode` (SPIRE's diskutil.WritePrivateFile / WritePubliclyReadableFile). */
+async function writeFile(path: string, data: string, mode: number): Promise<void> {
   try {
-    writeFileSync(tmp, data, { mode });
-    chmodSync(tmp, mode);
-    renameSync(tmp, path);
+    await writeFileAtomic(path, data, mode);
   } catch (e) {
-    rmSync(tmp, { force: true });
     throw new CommandError(`cannot write "${path}": ${(e as Error).message}`);
   }
 }
@@ -255,28 +253,28 @@ function writeFileAtomic(path: string, data: string, mode: number): void {
 const pem = (ders: readonly Buffer[]): string => ders.map((d) => `-----BEGIN CERTIFICATE-----\n${d.toString('base64').replace(/.{1,64}/g, '$&\n')}-----END CERTIFICATE-----\n`).join('');
 
 /** SPIRE's `writeResponse`: svid.<n>.pem, svid.<n>.key (0600), bundle.<n>.pem, federated_bundle.<n>.<m>.pem. */
-function writeX509Svids(dir: string, views: readonly SvidView[], log: (line: string) => void): void {
+async function writeX509Svids(dir: string, views: readonly SvidView[], log: (line: string) => void): Promise<void> {
   try {
     mkdirSync(dir, { recursive: true });
   } catch (e) {
     throw new CommandError(`cannot create directory "${dir}": ${(e as Error).message}`);
   }
-  views.forEach((v, i) => {
+  for (const [i, v] of views.entries()) {
     const svidPath = join(dir, `svid.${i}.pem`);
     const keyPath = join(dir, `svid.${i}.key`);
     const bundlePath = join(dir, `bundle.${i}.pem`);
     log(`Writing SVID #${i} to file ${svidPath}.`);
-    writeFileAtomic(svidPath, pem(v.chain), 0o644);
+    await writeFile(svidPath, pem(v.chain), 0o644);
     log(`Writing key #${i} to file ${keyPath}.`);
-    writeFileAtomic(keyPath, v.keyPem, 0o600);
+    await writeFile(keyPath, v.keyPem, 0o600);
     log(`Writing bundle #${i} to file ${bundlePath}.`);
-    writeFileAtomic(bundlePath, v.bundle?.marshal() ?? '', 0o644);
-    v.federated.forEach((b, j) => {
+    await writeFile(bundlePath, v.bundle?.marshal() ?? '', 0o644);
+    for (const [j, b] of v.federated.entries()) {
       const path = join(dir, `federated_bundle.${i}.${j}.pem`);
       log(`Writing federated bundle #${j} for trust domain ${b.trustDomain.idString()} to file ${path}.`);
-      writeFileAtomic(path, b.marshal(), 0o644);
-    });
-  });
+      await writeFile(path, b.marshal(), 0o644);
+    }
+  }
 }
 
 async function fetchX509({ io, flags }: CommandContext): Promise<number> {
@@ -292,7 +290,7 @@ async function fetchX509({ io, flags }: CommandContext): Promise<number> {
       else printX509Svids(io.stdout, views, took);
     }
     const dir = flags.string('write');
-    if (dir !== undefined) writeX509Svids(dir, views, (line) => (silent || wantsJson(flags) ? undefined : io.stdout.write(line + '\n')));
+    if (dir !== undefined) await writeX509Svids(dir, views, (line) => (silent || wantsJson(flags) ? undefined : io.stdout.write(line + '\n')));
     return ExitCode.ok;
   } finally {
     client.close();

@@ -14,11 +14,10 @@ import { CommandError, ExitCode, UsageError } from '../errors.js';
 import type { FlagSpec, ParsedFlags } from '../flags.js';
 import { codeName } from '../server-client.js';
 import { formatTime } from '../time-format.js';
+import { DEFAULT_AGENT_ADMIN_SOCKET } from '../../agent/config.js';
 import { socketFailureReason } from '../socket-errors.js';
 import { OUTPUT_FLAG, plural, wantsJson, writeJson } from './server-flags.js';
 
-/** Where `tessera agent run` serves its admin API unless configured otherwise. */
-export const DEFAULT_AGENT_ADMIN_SOCKET = '/tmp/tessera-agent/admin.sock';
 /** Where `ip netns add <name>` puts a named namespace; `-netns <name>` means this directory. */
 const NAMED_NETNS_DIR = '/var/run/netns';
 const CALL_TIMEOUT_MS = 30_000;
