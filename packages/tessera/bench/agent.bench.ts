@@ -30,21 +30,20 @@
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type AddressInfo } from 'node:net';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { once } from 'node:events';
-import { Code, ConnectError, createClient, type Client, type Interceptor } from '@connectrpc/connect';
-import { createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-node';
+import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
 import { create } from '@bufbuild/protobuf';
 import { TrustDomain } from '@tessera/spiffe/id';
-import { SECURITY_HEADER, WorkloadApiClient, workloadApiWire as wire } from '@tessera/spiffe/workload-api';
+import { WorkloadApiClient } from '@tessera/spiffe/workload-api';
 import { AgentAdmin, BundleAdmin, EntryAdmin, ServerHealth } from '../src/gen/tessera/v1/admin_pb.js';
 import { EntrySchema, type Entry } from '../src/gen/tessera/v1/types_pb.js';
 import { unixSocketTransport } from '../src/grpc/unix-client.js';
 import { joinTokenAgentId } from '../src/server/api/agent-admin.js';
+import { freePort } from '../test/helpers/processes.js';
+import { cpuMs, hasExited, killNow, memory, percentile, rawWorkloadClient, round, runWithWatchdog, sleep, sortNum, stopProcess } from './bench-tools.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const here = dirname(SELF);
@@ -74,32 +73,11 @@ const ECHO_SERVER_GID = 40_001;
 const ECHO_CLIENT_GID = 40_002;
 
 const uid = process.getuid?.() ?? 0;
-const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const percentile = (sorted: readonly number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-const sortNum = (xs: readonly number[]): number[] => [...xs].sort((a, b) => a - b);
 /** Milliseconds on a clock shared by this process and its children (performance.now() is per process). */
 const epochMs = (): number => performance.timeOrigin + performance.now();
 const log = (msg: string): void => console.error(`[agent.bench] ${msg}`);
 
-const securityHeader: Interceptor = (next) => (req) => {
-  req.header.set(SECURITY_HEADER, 'true');
-  return next(req);
-};
 
-/**
- * A raw Workload API client on its own connection (no parsing: the bench side
- * stays cheap). Like the library's client it accepts gzip/br responses unless
- * `compression` is false.
- */
-function rawWorkloadClient(socketPath: string, compression = true): { client: Client<typeof wire.SpiffeWorkloadAPI>; close(): void } {
-  const sessions = new Http2SessionManager('http://localhost', undefined, { createConnection: () => connect(socketPath) });
-  const client = createClient(
-    wire.SpiffeWorkloadAPI,
-    createGrpcTransport({ baseUrl: 'http://localhost', sessionManager: sessions, interceptors: [securityHeader], ...(compression ? {} : { acceptCompression: [] }) }),
-  );
-  return { client, close: () => sessions.abort() };
-}
 
 /** The first certificate of a concatenated DER chain. */
 function firstDer(chain: Uint8Array): Uint8Array {
@@ -175,6 +153,7 @@ interface Proc {
 
 const procs: Proc[] = [];
 const tempDirs: string[] = [];
+const killAllNow = (): void => killNow(procs, tempDirs);
 
 function track(name: string, child: ChildProcess): Proc {
   if (child.pid === undefined) throw new Error(`could not spawn ${name}`);
@@ -193,53 +172,10 @@ function spawnNode(args: readonly string[], fds: number, options: SpawnOptions):
   return spawn('/bin/sh', ['-c', `ulimit -n ${fds} && exec ${quoted}`], options);
 }
 
-const exited = (p: Proc): boolean => p.child.exitCode !== null || p.child.signalCode !== null;
 
-/** SIGTERM, then SIGKILL if it has not exited in 5 s. Only processes this bench spawned, by PID. */
-async function stopProc(p: Proc): Promise<void> {
-  if (exited(p)) return;
-  const done = once(p.child, 'exit');
-  try {
-    process.kill(p.pid, 'SIGTERM');
-  } catch {
-    return;
-  }
-  if (!(await Promise.race([done.then(() => true), sleep(5000).then(() => false)]))) {
-    try {
-      process.kill(p.pid, 'SIGKILL');
-    } catch {
-      /* already gone */
-    }
-    await Promise.race([done, sleep(2000)]);
-  }
-}
 
-function killAllNow(): void {
-  for (const p of procs) {
-    if (!exited(p)) {
-      try {
-        process.kill(p.pid, 'SIGKILL');
-      } catch {
-        /* already gone */
-      }
-    }
-  }
-  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
-}
 
-/** VmRSS / VmHWM in MiB. */
-function memory(pid: number): { rssMiB: number; peakRssMiB: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-  return { rssMiB: round(kb('VmRSS') / 1024), peakRssMiB: round(kb('VmHWM') / 1024) };
-}
 
-/** User + system CPU time of a process in ms (clock ticks of 10 ms). */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) * 10;
-}
 
 /** RSS after letting the process settle (timers, lazy frees): the last of a few samples. */
 async function settledRss(pid: number, ms = 1500): Promise<{ rssMiB: number; peakRssMiB: number; samplesMiB: number[] }> {
@@ -254,20 +190,12 @@ async function settledRss(pid: number, ms = 1500): Promise<{ rssMiB: number; pea
 async function waitUntil(cond: () => boolean, timeoutMs: number, what: string, proc?: Proc): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (!cond()) {
-    if (proc && exited(proc)) throw new Error(`${proc.name} exited (${proc.child.exitCode ?? proc.child.signalCode}) while waiting for ${what}: ${proc.stderr.trim().slice(-2000)}`);
+    if (proc && hasExited(proc)) throw new Error(`${proc.name} exited (${proc.child.exitCode ?? proc.child.signalCode}) while waiting for ${what}: ${proc.stderr.trim().slice(-2000)}`);
     if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(5);
   }
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 interface ServerProc extends Proc {
   readonly port: number;
@@ -287,7 +215,7 @@ async function startServer(dir: string): Promise<ServerProc> {
   );
   const health = createClient(ServerHealth, unixSocketTransport(socket, { timeoutMs: 2000 }));
   for (let i = 0; ; i++) {
-    if (exited(p)) throw new Error(`server exited: ${p.stderr.trim()}`);
+    if (hasExited(p)) throw new Error(`server exited: ${p.stderr.trim()}`);
     if (existsSync(socket) && (await health.check({}).then((h) => h.ready, () => false))) break;
     if (i >= 300) throw new Error(`server did not become ready in 15 s: ${p.stderr.trim()}`);
     await sleep(50);
@@ -556,7 +484,7 @@ class StreamFleet {
   async waitAll(cond: (s: StreamState) => boolean, timeoutMs: number, what: string): Promise<void> {
     await waitUntil(
       () => {
-        for (const p of this.children) if (exited(p)) throw new Error(`${p.name} exited: ${p.stderr.trim().slice(-2000)}`);
+        for (const p of this.children) if (hasExited(p)) throw new Error(`${p.name} exited: ${p.stderr.trim().slice(-2000)}`);
         if (this.streams.size < this.total) return false;
         for (const s of this.streams.values()) if (!cond(s)) return false;
         return true;
@@ -567,7 +495,7 @@ class StreamFleet {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.children.map((p) => stopProc(p)));
+    await Promise.all(this.children.map((p) => stopProcess(p)));
   }
 }
 
@@ -810,7 +738,7 @@ async function echoFigures(s: ServerProc, a: AgentProc): Promise<Record<string, 
     const secs = (performance.now() - t0) / 1000;
     const ok = c.ok - ok0;
     const errors = c.errors + c.rejected - err0;
-    for (const p of [...clients, server]) if (exited(p)) throw new Error(`${p.name} exited during the run: ${p.stderr.trim().slice(-2000)}`);
+    for (const p of [...clients, server]) if (hasExited(p)) throw new Error(`${p.name} exited during the run: ${p.stderr.trim().slice(-2000)}`);
     return {
       seconds: round(secs, 1),
       clients: ECHO_CLIENTS,
@@ -832,7 +760,7 @@ async function echoFigures(s: ServerProc, a: AgentProc): Promise<Record<string, 
       agentCpuPercent: Math.round((cpuMs(a.pid) - cpu0) / 10 / secs),
     };
   } finally {
-    await Promise.all([...clients, server].map((p) => stopProc(p)));
+    await Promise.all([...clients, server].map((p) => stopProcess(p)));
   }
 }
 
@@ -864,20 +792,20 @@ async function main(): Promise<number> {
     results['streams1000'] = await streamFigures(s, a1, entryId!);
     results['entryCreateToWaitingWorkload'] = await entryCreateFigures(s, a1);
     log(`entry create → workload: ${JSON.stringify(results['entryCreateToWaitingWorkload'])}`);
-    await stopProc(a1);
+    await stopProcess(a1);
 
     // Agent 2 (fresh process): 100 workloads.
     const a2 = await startAgent(s, dir, 'agent-2', 1024);
     results['workloads100'] = await workloadFigures(s, a2);
     log(`workloads: ${JSON.stringify(results['workloads100'])}`);
-    await stopProc(a2);
+    await stopProcess(a2);
 
     // Agent 3 (fresh process): mTLS traffic through rotations.
     const a3 = await startAgent(s, dir, 'agent-3', 1024);
     results['mtlsDuringRotation'] = await echoFigures(s, a3);
     log(`mtls: ${JSON.stringify(results['mtlsDuringRotation'])}`);
-    await stopProc(a3);
-    await stopProc(s);
+    await stopProcess(a3);
+    await stopProcess(s);
 
     results['totalSeconds'] = round((performance.now() - started) / 1000, 1);
     mkdirSync(dirname(OUT), { recursive: true });
@@ -890,7 +818,7 @@ async function main(): Promise<number> {
     for (const p of procs) if (p.stderr.trim()) console.error(`${p.name} (pid ${p.pid}) stderr (tail):\n${p.stderr.trim().slice(-3000)}`);
     return 1;
   } finally {
-    await Promise.all(procs.map((p) => stopProc(p).catch(() => undefined)));
+    await Promise.all(procs.map((p) => stopProcess(p).catch(() => undefined)));
     killAllNow();
   }
 }
@@ -916,19 +844,5 @@ function summary(r: Record<string, unknown>): string {
 if (process.argv[2] === 'streams') {
   await streamsChild(process.argv[3]!, Number(process.argv[4]));
 } else {
-  const watchdog = setTimeout(() => {
-    console.error(`agent bench: watchdog fired after ${TIMEOUT_MS} ms; stopping`);
-    killAllNow();
-    process.exit(2);
-  }, TIMEOUT_MS);
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(sig, () => {
-      killAllNow();
-      process.exit(130);
-    });
-  }
-  const code = await main();
-  clearTimeout(watchdog);
-  // HTTP/2 client sessions may linger on timers; the bench is done.
-  process.exit(code);
+  await runWithWatchdog('agent bench', TIMEOUT_MS, main, killAllNow);
 }

@@ -19,12 +19,10 @@
  * after BENCH_SERVER_TIMEOUT_MS (default 150 s). Loopback traffic only.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { once } from 'node:events';
 import { createClient, type Client } from '@connectrpc/connect';
 import { create } from '@bufbuild/protobuf';
 import { TrustDomain } from '@tessera/spiffe/id';
@@ -33,6 +31,8 @@ import { EntrySchema, type Entry } from '../src/gen/tessera/v1/types_pb.js';
 import { unixSocketTransport } from '../src/grpc/unix-client.js';
 import { joinTokenAgentId } from '../src/server/api/agent-admin.js';
 import { agentClient, attestJoinToken, SyncStream, type AgentApiTarget, type Attested } from './agent-client.js';
+import { freePort } from '../test/helpers/processes.js';
+import { killNow, memory, percentile, round, runWithWatchdog, sleep, stopProcess } from './bench-tools.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const BIN = resolve(here, '../../bin/tessera.js');
@@ -46,9 +46,6 @@ const BATCH = 500;
 const AGENTS = 100;
 const ATTEST_CONCURRENCY = 10;
 
-const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const percentile = (sorted: readonly number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 const log = (msg: string): void => console.error(`[server.bench] ${msg}`);
 
 // ---------------------------------------------------------------- server process
@@ -68,22 +65,7 @@ interface ServerProc {
 const servers: ServerProc[] = [];
 const tempDirs: string[] = [];
 
-/** A free TCP port on 127.0.0.1 (listen on 0, read it, close). */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
-/** VmRSS / VmHWM of a process in MiB. */
-function memory(pid: number): { rssMiB: number; peakRssMiB: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-  return { rssMiB: round(kb('VmRSS') / 1024), peakRssMiB: round(kb('VmHWM') / 1024) };
-}
 
 async function startServer(name: string): Promise<ServerProc> {
   const dir = mkdtempSync(join(tmpdir(), `tessera-bench-${name}-`));
@@ -123,38 +105,8 @@ async function startServer(name: string): Promise<ServerProc> {
   return p;
 }
 
-/** SIGTERM, then SIGKILL if it has not exited in 5 s. Only the process this bench spawned, by its PID. */
-async function stopServer(s: ServerProc): Promise<void> {
-  if (s.child.exitCode !== null || s.child.signalCode !== null) return;
-  const exited = once(s.child, 'exit');
-  try {
-    process.kill(s.pid, 'SIGTERM');
-  } catch {
-    return;
-  }
-  const done = await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]);
-  if (!done) {
-    try {
-      process.kill(s.pid, 'SIGKILL');
-    } catch {
-      /* already gone */
-    }
-    await Promise.race([exited, sleep(2000)]);
-  }
-}
-
-function killAllNow(): void {
-  for (const s of servers) {
-    if (s.child.exitCode === null && s.child.signalCode === null) {
-      try {
-        process.kill(s.pid, 'SIGKILL');
-      } catch {
-        /* already gone */
-      }
-    }
-  }
-  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
-}
+const stopServer = (s: ServerProc): Promise<void> => stopProcess(s);
+const killAllNow = (): void => killNow(servers, tempDirs);
 
 // ---------------------------------------------------------------- helpers
 
@@ -374,18 +326,4 @@ async function main(): Promise<number> {
   }
 }
 
-const watchdog = setTimeout(() => {
-  console.error(`server bench: watchdog fired after ${TIMEOUT_MS} ms; stopping`);
-  killAllNow();
-  process.exit(2);
-}, TIMEOUT_MS);
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    killAllNow();
-    process.exit(130);
-  });
-}
-const code = await main();
-clearTimeout(watchdog);
-// Client HTTP/2 sessions may linger on timers; the bench is done.
-process.exit(code);
+await runWithWatchdog('server bench', TIMEOUT_MS, main, killAllNow);

@@ -17,15 +17,14 @@
  * makes the children write CPU profiles.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { createClient, type Client, type Interceptor } from '@connectrpc/connect';
-import { createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-node';
-import { SECURITY_HEADER, workloadApiWire as wire } from '@tessera/spiffe/workload-api';
+import type { Client } from '@connectrpc/connect';
+import { workloadApiWire as wire } from '@tessera/spiffe/workload-api';
+import { cpuMs, percentile, rawWorkloadClient, round, sleep } from './bench-tools.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const OWN_DIST = resolve(dirname(SELF), '..');
@@ -37,17 +36,8 @@ const LATENCY_CALLS = 400;
 const PROFILE_DIR = process.env['BENCH_WLAPI_CPU_PROF'];
 
 const log = (msg: string): void => console.error(`[workload-api.bench] ${msg}`);
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
-const percentile = (sorted: readonly number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-/** User + system CPU time of a process in ms (clock ticks of 10 ms). */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) * 10;
-}
 
 // ---------------------------------------------------------------- child: the agent side
 
@@ -79,16 +69,7 @@ async function serve(distDir: string, socketPath: string): Promise<void> {
 
 // ---------------------------------------------------------------- parent: the workloads
 
-const securityHeader: Interceptor = (next) => (req) => {
-  req.header.set(SECURITY_HEADER, 'true');
-  return next(req);
-};
 
-function rawClient(socketPath: string): { client: Client<typeof wire.SpiffeWorkloadAPI>; close(): void } {
-  const sessions = new Http2SessionManager('http://localhost', undefined, { createConnection: () => connect(socketPath) });
-  const client = createClient(wire.SpiffeWorkloadAPI, createGrpcTransport({ baseUrl: 'http://localhost', sessionManager: sessions, interceptors: [securityHeader] }));
-  return { client, close: () => sessions.abort() };
-}
 
 async function fetchFirst(c: Client<typeof wire.SpiffeWorkloadAPI>): Promise<void> {
   const ac = new AbortController();
@@ -120,7 +101,7 @@ async function measure(distDir: string, dir: string, tag: string): Promise<Figur
       if (child.exitCode !== null || performance.now() > deadline) throw new Error(`the ${tag} agent did not start`);
       await sleep(10);
     }
-    const clients = Array.from({ length: CONNECTIONS }, () => rawClient(socket));
+    const clients = Array.from({ length: CONNECTIONS }, () => rawWorkloadClient(socket));
     try {
       // Warm-up: JIT, connections, caches (executable hash, user database).
       const warm = performance.now();
