@@ -14,8 +14,8 @@ import { join } from 'node:path';
 import { X509Svid, JwtSvid } from '@tessera/spiffe/svid';
 import { TestCa } from '@tessera/spiffe/testing';
 
-import { InMemoryIdentityCache, startWorkloadApi, type CachedSvid, type TrustBundle } from '../../src/agent/workload-api/index.js';
-import { peerCredentials } from '../../src/agent/workload-attestors/index.js';
+import { InMemoryIdentityCache, type CachedSvid } from '../../src/agent/workload-api/index.js';
+import { startUidAttestedWorkloadApi, trustBundleOf } from '../helpers/workload-api.js';
 import type { Selector } from '../../src/server/registration/index.js';
 import { runCommandTree, type CliIo, type CommandGroup } from '../../src/cli/command.js';
 import { DEFAULT_WORKLOAD_API_SOCKET, agentApiCommands, workloadApiAddress } from '../../src/cli/commands/agent-api.js';
@@ -47,7 +47,6 @@ async function run(argv: string[], onStdout?: (all: string) => void): Promise<{ 
   return { code, stdout, stderr };
 }
 
-const bundleOf = (c: TestCa): TrustBundle => ({ trustDomain: c.trustDomain.name, x509Authorities: [c.root.certificate], jwks: c.jwtBundle().marshal() });
 
 function cached(svid: X509Svid, hint: string, federatesWith: string[] = []): CachedSvid {
   return { spiffeId: svid.id.toString(), certificates: [...svid.certificates], privateKey: svid.privateKey, hint, federatesWith };
@@ -60,23 +59,13 @@ const db = intermediate.createX509Svid('spiffe://example.org/db', { dnsNames: ['
 let socketN = 0;
 async function agentSocket(withEntries = true): Promise<{ path: string; cache: InMemoryIdentityCache }> {
   const path = join(dir, `api-${++socketN}.sock`);
-  const cache = new InMemoryIdentityCache({ bundle: bundleOf(ca), jwtSigner: { key: ca.jwtKey, keyId: ca.jwtKeyId } });
-  cache.setFederatedBundle('other.org', bundleOf(fedCa));
+  const cache = new InMemoryIdentityCache({ bundle: trustBundleOf(ca), jwtSigner: { key: ca.jwtKey, keyId: ca.jwtKeyId } });
+  cache.setFederatedBundle('other.org', trustBundleOf(fedCa));
   if (withEntries) {
     cache.setEntry('web', { selectors: mine, svid: cached(web, 'internal', ['spiffe://other.org']) });
     cache.setEntry('db', { selectors: mine, svid: cached(db, '') });
   }
-  const peerUid = new Map<number, number>();
-  const server = await startWorkloadApi({
-    socketPath: path,
-    cache,
-    peer: (socket) => {
-      const c = peerCredentials(socket);
-      peerUid.set(c.pid, c.uid);
-      return c;
-    },
-    attest: (pid) => Promise.resolve(peerUid.get(pid) === uid ? mine : []),
-  });
+  const server = await startUidAttestedWorkloadApi(path, cache, (peer) => (peer === uid ? mine : []));
   after(() => server.close());
   return { path, cache };
 }

@@ -12,8 +12,9 @@ import { JwtSvid } from '@tessera/spiffe/svid';
 import { TestCa, createJwtSvid } from '@tessera/spiffe/testing';
 import { SECURITY_HEADER, WorkloadApiClient, WorkloadApiError, X509Source, workloadApiWire as wire } from '@tessera/spiffe/workload-api';
 
-import { InMemoryIdentityCache, startWorkloadApi, type TrustBundle, type WorkloadApiServer } from '../../src/agent/workload-api/index.js';
+import { InMemoryIdentityCache, startWorkloadApi, type WorkloadApiServer } from '../../src/agent/workload-api/index.js';
 import { peerCredentials } from '../../src/agent/workload-attestors/index.js';
+import { startUidAttestedWorkloadApi, trustBundleOf } from '../helpers/workload-api.js';
 import type { Selector } from '../../src/server/registration/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tessera-wlapi-'));
@@ -24,7 +25,6 @@ const fedCa = new TestCa({ trustDomain: 'other.org' });
 const uid = process.getuid?.() ?? 0;
 const mine: Selector[] = [{ type: 'unix', value: `uid:${uid}` }];
 
-const bundleOf = (c: TestCa): TrustBundle => ({ trustDomain: c.trustDomain.name, x509Authorities: [c.root.certificate], jwks: c.jwtBundle().marshal() });
 
 function svidFor(id: string, federatesWith: string[] = []): { spiffeId: string; certificates: Buffer[]; privateKey: import('node:crypto').KeyObject; hint: string; federatesWith: string[] } {
   const s = ca.createX509Svid(id);
@@ -43,23 +43,13 @@ interface Fixture {
 let n = 0;
 async function fixture(): Promise<Fixture> {
   const path = join(dir, `agent-${++n}.sock`);
-  const cache = new InMemoryIdentityCache({ bundle: bundleOf(ca), jwtSigner: { key: ca.jwtKey, keyId: ca.jwtKeyId } });
-  cache.setFederatedBundle('other.org', bundleOf(fedCa));
+  const cache = new InMemoryIdentityCache({ bundle: trustBundleOf(ca), jwtSigner: { key: ca.jwtKey, keyId: ca.jwtKeyId } });
+  cache.setFederatedBundle('other.org', trustBundleOf(fedCa));
   const selectorsByUid = new Map<number, Selector[]>([[uid, mine]]);
   const attestedPids: number[] = [];
-  const peerUid = new Map<number, number>();
-  const server = await startWorkloadApi({
-    socketPath: path,
-    cache,
-    peer: (socket) => {
-      const c = peerCredentials(socket);
-      peerUid.set(c.pid, c.uid);
-      return c;
-    },
-    attest: (pid) => {
-      attestedPids.push(pid);
-      return Promise.resolve(selectorsByUid.get(peerUid.get(pid) ?? -1) ?? []);
-    },
+  const server = await startUidAttestedWorkloadApi(path, cache, (peerUid, pid) => {
+    attestedPids.push(pid);
+    return selectorsByUid.get(peerUid) ?? [];
   });
   after(() => server.close());
   return { cache, server, path, selectorsByUid, attestedPids };
@@ -154,7 +144,7 @@ test('no security header → InvalidArgument; no identity → PermissionDenied "
 
 test('attestation failure → Unavailable', async () => {
   const path = join(dir, 'fail.sock');
-  const cache = new InMemoryIdentityCache({ bundle: bundleOf(ca) });
+  const cache = new InMemoryIdentityCache({ bundle: trustBundleOf(ca) });
   const server = await startWorkloadApi({ socketPath: path, cache, peer: peerCredentials, attest: () => Promise.reject(new Error('proc gone')) });
   after(() => server.close());
   const raw = rawClient(path);
