@@ -1,8 +1,6 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
-import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient } from '@connectrpc/connect';
@@ -10,16 +8,9 @@ import { FederationAdmin, BundleAdmin } from '../../src/gen/tessera/v1/admin_pb.
 import { unixSocketTransport } from '../../src/grpc/unix-client.js';
 import { loadServerConfig } from '../../src/server/config.js';
 import { startServer } from '../../src/server/server.js';
+import { freePort } from '../helpers/processes.js';
 
 const silent = { debug() {}, info() {}, warn() {}, error() {}, child() { return silent; } };
-
-async function freePort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 test('two daemons federate through the Admin API: https_spiffe bundle endpoints, bootstrap bundles, refresh', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-fed-'));

@@ -3,44 +3,28 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { once } from 'node:events';
 import { createClient } from '@connectrpc/connect';
 import { create } from '@bufbuild/protobuf';
 import Database from 'better-sqlite3';
-import { EntryAdmin, ServerHealth } from '../../src/gen/tessera/v1/admin_pb.js';
+import { EntryAdmin } from '../../src/gen/tessera/v1/admin_pb.js';
 import { EntrySchema, SelectorSchema } from '../../src/gen/tessera/v1/types_pb.js';
 import { unixSocketTransport } from '../../src/grpc/unix-client.js';
+import { startServerProcess, stopAll, TESSERA_BIN } from '../helpers/processes.js';
 
-const bin = join(dirname(fileURLToPath(import.meta.url)), '../../../bin/tessera.js');
 const dir = mkdtempSync(join(tmpdir(), 'tessera-proc-'));
 const children: ChildProcess[] = [];
-after(() => {
+after(async () => {
+  await stopAll();
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
   rmSync(dir, { recursive: true, force: true });
 });
 
-function runServer(dataDir: string): ChildProcess {
-  const child = spawn(process.execPath, [bin, 'server', 'run', '-trustDomain', 'cluster.local', '-dataDir', dataDir, '-healthPort', '0', '-bindPort', '0', '-bindAddress', '127.0.0.1', '-logLevel', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  return child;
-}
-
-async function ready(socket: string): Promise<void> {
-  const client = createClient(ServerHealth, unixSocketTransport(socket));
-  for (let i = 0; i < 200; i++) {
-    if (existsSync(socket) && (await client.check({}).then((h) => h.ready, () => false))) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('server did not become ready');
-}
-
 test('the real `tessera server run` process: kill -9 during writes loses no acknowledged entry; SIGTERM stops cleanly', async () => {
   const dataDir = join(dir, 'data');
   const socket = join(dataDir, 'server.sock');
-  const first = runServer(dataDir);
-  await ready(socket);
+  const first = (await startServerProcess(dataDir)).proc.child;
 
   const entries = createClient(EntryAdmin, unixSocketTransport(socket, { timeoutMs: 5000 }));
   const acked: string[] = [];
@@ -68,8 +52,7 @@ test('the real `tessera server run` process: kill -9 during writes loses no ackn
   assert.equal((db.pragma('integrity_check', { simple: true }) as string), 'ok');
   db.close();
 
-  const second = runServer(dataDir);
-  await ready(socket);
+  const second = (await startServerProcess(dataDir)).proc.child;
   const ids = new Set<string>();
   let token = '';
   do {
@@ -87,7 +70,7 @@ test('the real `tessera server run` process: kill -9 during writes loses no ackn
 });
 
 test('`tessera server run` with a bad config exits 1 with one line, no stack trace', async () => {
-  const child = spawn(process.execPath, [bin, 'server', 'run', '-trustDomain', 'Bad.Domain'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [TESSERA_BIN, 'server', 'run', '-trustDomain', 'Bad.Domain'], { stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
