@@ -46,12 +46,16 @@ export { OID } from '../internal/x509/oids.js';
 export {
   parseCertificateRequest,
   parseCertificateRequestAsync,
+  parseUnverifiedCertificateRequest,
+  UnverifiedCertificateRequest,
   buildCertificateRequest,
   parseSubjectPublicKeyInfo,
   encodeSubjectPublicKeyInfo,
   MAX_CERTIFICATE_REQUEST_BYTES,
   type CertificateRequest,
   type CertificateRequestNames,
+  type CertificateRequestProof,
+  type ProofVerdict,
   type SubjectPublicKey,
   type SubjectKeyType,
 } from '../internal/x509/csr.js';

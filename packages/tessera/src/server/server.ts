@@ -120,8 +120,6 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     return fail('cannot start the CA', e);
   }
   for (const w of ca.warnings) log.warn('CA journal repaired', { detail: w });
-  const openedCa = ca;
-  cleanups.push(() => openedCa.close());
 
   // The trust domain's bundle is published in the datastore, where agents and
   // federation read it. Replicas sharing a database each keep their own CA

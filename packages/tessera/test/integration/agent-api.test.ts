@@ -46,7 +46,6 @@ before(async () => {
 });
 after(async () => {
   await api?.close();
-  await ca?.close();
   await ds?.close();
   rmSync(dir, { recursive: true, force: true });
 });

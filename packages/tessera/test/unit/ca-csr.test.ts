@@ -18,6 +18,7 @@ import {
   parseCertificateRequest,
   parseCertificateRequestAsync,
   parseSubjectPublicKeyInfo,
+  parseUnverifiedCertificateRequest,
 } from '@tessera/spiffe/x509';
 import { TestCa } from '@tessera/spiffe/testing';
 
@@ -220,4 +221,50 @@ test('random corruption of valid requests only ever yields typed errors or a ver
     }
   }
   assert.ok(parsed < 1500 * 0.2, `${parsed} corrupted requests parsed`);
+});
+
+describe('parseUnverifiedCertificateRequest (for issuers that verify proof of possession themselves)', () => {
+  test('proof holds exactly what the signature covers; verify() and accept("valid") give what parseCertificateRequest gives', async () => {
+    const key = ecKey();
+    const csr = buildCertificateRequest(key, { uris: ['spiffe://example.org/web'] });
+    const u = parseUnverifiedCertificateRequest(csr);
+    const p = u.proof;
+    assert.equal(p.keyType, 'ec-p256');
+    assert.equal(p.hash, 'sha256');
+    assert.ok(p.publicKeyBits.equals(encodeSubjectPublicKeyInfo(key).subarray(-65)));
+    const ecdsaWithSha256 = Buffer.from('300a06082a8648ce3d040302', 'hex');
+    assert.ok(tlv(0x30, p.signedData, ecdsaWithSha256, tlv(0x03, Buffer.from([0]), p.signature)).equals(csr), 'info ‖ algorithm ‖ signature is the whole request');
+    const full = parseCertificateRequest(csr);
+    for (const r of [u.verify(), await u.verifyAsync(), u.accept('valid')]) {
+      assert.ok(r.subjectPublicKey.spki.equals(full.subjectPublicKey.spki));
+      assert.deepEqual(r.uris, full.uris);
+      assert.ok(r.subjectPublicKey.publicKey.equals(createPublicKey(key)), 'the key is imported when asked for');
+    }
+  });
+
+  test('accept() gives the errors parseCertificateRequest gives; verify() catches a forgery; an unknown verdict is a TypeError', async () => {
+    const csr = Buffer.from(buildCertificateRequest(ecKey()));
+    const u = parseUnverifiedCertificateRequest(csr);
+    assert.throws(() => u.accept('bad-signature'), (e: unknown) => isSpiffeError(e, 'ERR_CERTIFICATE_INVALID') && /signature does not verify/.test(e.message));
+    assert.throws(() => u.accept('bad-key'), (e: unknown) => isSpiffeError(e, 'ERR_KEY_INVALID') && /not on its curve/.test(e.message));
+    assert.throws(() => u.accept('maybe' as 'valid'), TypeError);
+    csr[csr.length - 2]! ^= 0x40;
+    const forged = parseUnverifiedCertificateRequest(csr);
+    assert.throws(() => forged.verify(), /signature does not verify/);
+    await assert.rejects(forged.verifyAsync(), /signature does not verify/);
+  });
+
+  test('a point off the curve parses unverified; verify() and the key refuse it (ERR_KEY_INVALID)', async () => {
+    const key = ecKey();
+    const csr = Buffer.from(buildCertificateRequest(key));
+    const at = csr.indexOf(encodeSubjectPublicKeyInfo(key).subarray(-65)) + 64;
+    csr[at]! ^= 0x01;
+    const u = parseUnverifiedCertificateRequest(csr);
+    const keyInvalid = (e: unknown): boolean => isSpiffeError(e, 'ERR_KEY_INVALID') && /OpenSSL refused the key/.test(e.message);
+    assert.throws(() => u.verify(), keyInvalid);
+    await assert.rejects(u.verifyAsync(), keyInvalid);
+    assert.throws(() => parseCertificateRequest(csr), keyInvalid);
+    // Had a verifier wrongly said "valid", the key still cannot be used.
+    assert.throws(() => u.accept('valid').subjectPublicKey.publicKey, keyInvalid);
+  });
 });

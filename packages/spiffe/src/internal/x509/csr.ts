@@ -91,27 +91,59 @@ function keyError(e: KeyError | DerError, what: string): EncodingError {
  */
 export function parseSubjectPublicKeyInfo(spki: Uint8Array): SubjectPublicKey {
   const buf = Buffer.isBuffer(spki) ? spki : Buffer.from(spki.buffer, spki.byteOffset, spki.byteLength);
+  let key: DecodedSubjectPublicKey;
   try {
     const r = new DerReader(buf);
     const tlv = r.expect(TAG.SEQUENCE, 'subjectPublicKeyInfo');
     r.expectDone('subjectPublicKeyInfo');
-    return readSubjectPublicKey(buf, tlv);
+    key = readSubjectPublicKey(buf, tlv, 'public');
   } catch (e) {
     if (e instanceof KeyError || e instanceof DerError) throw keyError(e, 'public');
     throw e;
   }
+  void key.publicKey; // imported now: the check is part of parsing
+  return key;
 }
 
-/** Reads and imports the SPKI at `tlv` of `buf`. @throws DerError, KeyError */
-function readSubjectPublicKey(buf: Buffer, tlv: Tlv): SubjectPublicKey {
-  const d = decodeSubjectPublicKey(buf, tlv);
-  let publicKey: KeyObject;
-  try {
-    publicKey = createPublicKey({ key: d.jwk, format: 'jwk' });
-  } catch (e) {
-    throw new KeyError(`OpenSSL refused the key (${(e as Error).message})`);
+/** Reads the SPKI at `tlv` of `buf`; its key is imported on first use. @throws DerError, KeyError */
+function readSubjectPublicKey(buf: Buffer, tlv: Tlv, what: string): DecodedSubjectPublicKey {
+  return new DecodedSubjectPublicKey(buf.subarray(tlv.start, tlv.end), decodeSubjectPublicKey(buf, tlv), what);
+}
+
+/**
+ * A structurally checked subject key whose `KeyObject` is imported (and
+ * checked by OpenSSL) on first use: an issuer that verifies proof of
+ * possession another way never pays for the import.
+ */
+class DecodedSubjectPublicKey implements SubjectPublicKey {
+  readonly spki: Buffer;
+  readonly keyType: SubjectKeyType;
+  readonly keyBits: number;
+  readonly publicKeyBits: Buffer;
+  readonly #jwk: JsonWebKey;
+  readonly #what: string;
+  #key: KeyObject | undefined;
+
+  constructor(spki: Buffer, d: DecodedKey, what: string) {
+    this.spki = spki;
+    this.keyType = d.keyType;
+    this.keyBits = d.keyBits;
+    this.publicKeyBits = d.bits;
+    this.#jwk = d.jwk;
+    this.#what = what;
   }
-  return { spki: buf.subarray(tlv.start, tlv.end), publicKey, keyType: d.keyType, keyBits: d.keyBits, publicKeyBits: d.bits };
+
+  /** @throws {@link EncodingError} `ERR_KEY_INVALID` when OpenSSL refuses the key (an EC point not on its curve). */
+  get publicKey(): KeyObject {
+    if (this.#key === undefined) {
+      try {
+        this.#key = createPublicKey({ key: this.#jwk, format: 'jwk' });
+      } catch (e) {
+        throw keyError(new KeyError(`OpenSSL refused the key (${(e as Error).message})`), this.#what);
+      }
+    }
+    return this.#key;
+  }
 }
 
 interface DecodedKey {
@@ -200,15 +232,7 @@ function decodeSubjectPublicKey(buf: Buffer, tlv: Tlv): DecodedKey {
  * `ERR_KEY_INVALID` for an unsupported or invalid subject key.
  */
 export function parseCertificateRequest(input: Uint8Array): CertificateRequest {
-  const p = parseUnverified(input);
-  let ok = false;
-  try {
-    ok = cryptoVerify(p.hash, p.signedData, p.request.subjectPublicKey.publicKey, p.signature);
-  } catch {
-    ok = false;
-  }
-  if (!ok) throw malformed(BAD_SIGNATURE);
-  return p.request;
+  return parseUnverifiedCertificateRequest(input).verify();
 }
 
 /**
@@ -218,27 +242,123 @@ export function parseCertificateRequest(input: Uint8Array): CertificateRequest {
  * Same checks, same errors (as a rejected promise).
  */
 export function parseCertificateRequestAsync(input: Uint8Array): Promise<CertificateRequest> {
-  let p: Unverified;
   try {
-    p = parseUnverified(input);
+    return parseUnverifiedCertificateRequest(input).verifyAsync();
   } catch (e) {
     return Promise.reject(e as Error);
   }
-  return new Promise((resolve, reject) => {
-    cryptoVerify(p.hash, p.signedData, p.request.subjectPublicKey.publicKey, p.signature, (err, ok) => {
-      if (err === null && ok) resolve(p.request);
-      else reject(malformed(BAD_SIGNATURE));
+}
+
+/**
+ * Parses a certification request like {@link parseCertificateRequest} — every
+ * check but the self-signature — and hands back what the signature covers,
+ * for an issuer that verifies proof of possession another way (a batch
+ * verifier on other threads). The request is only reachable through
+ * {@link UnverifiedCertificateRequest.verify} or
+ * {@link UnverifiedCertificateRequest.accept}. The subject key is not
+ * imported into OpenSSL unless one of those needs it.
+ *
+ * @throws {@link EncodingError} as {@link parseCertificateRequest}, except
+ * for the signature check and an EC point off its curve (found by the
+ * verification).
+ */
+export function parseUnverifiedCertificateRequest(input: Uint8Array): UnverifiedCertificateRequest {
+  const p = parseUnverified(input);
+  return new UnverifiedCertificateRequest(p.request, p.proof);
+}
+
+/** What a certification request's self-signature covers (RFC 2986 §4.2). */
+export interface CertificateRequestProof {
+  readonly keyType: SubjectKeyType;
+  /** The subject key's bits: for EC keys the uncompressed point 0x04 ‖ X ‖ Y (SEC 1 §2.3.3). */
+  readonly publicKeyBits: Buffer;
+  /** The digest of the signature algorithm; `null` for Ed25519. */
+  readonly hash: 'sha256' | 'sha384' | 'sha512' | null;
+  /** The DER certificationRequestInfo: the signed bytes. */
+  readonly signedData: Buffer;
+  /** The signature BIT STRING's bytes (for ECDSA, a DER ECDSA-Sig-Value). */
+  readonly signature: Buffer;
+}
+
+/** What another verifier found: see {@link UnverifiedCertificateRequest.accept}. */
+export type ProofVerdict = 'valid' | 'bad-signature' | 'bad-key';
+
+/** A parsed certification request whose self-signature is still to be checked. */
+export class UnverifiedCertificateRequest {
+  readonly #request: CertificateRequest;
+  /** The inputs of the signature check. */
+  readonly proof: CertificateRequestProof;
+
+  /** @internal */
+  constructor(request: CertificateRequest, proof: CertificateRequestProof) {
+    this.#request = request;
+    this.proof = proof;
+  }
+
+  /**
+   * Verifies the signature with node:crypto on this thread.
+   * @throws {@link EncodingError} as {@link parseCertificateRequest}.
+   */
+  verify(): CertificateRequest {
+    const p = this.proof;
+    const key = this.#request.subjectPublicKey.publicKey;
+    let ok = false;
+    try {
+      ok = cryptoVerify(p.hash, p.signedData, key, p.signature);
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw malformed(BAD_SIGNATURE);
+    return this.#request;
+  }
+
+  /** {@link UnverifiedCertificateRequest.verify} on libuv's thread pool (the key import stays on this thread). */
+  verifyAsync(): Promise<CertificateRequest> {
+    const p = this.proof;
+    let key: KeyObject;
+    try {
+      key = this.#request.subjectPublicKey.publicKey;
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+    return new Promise((resolve, reject) => {
+      cryptoVerify(p.hash, p.signedData, key, p.signature, (err, ok) => {
+        if (err === null && ok) resolve(this.#request);
+        else reject(malformed(BAD_SIGNATURE));
+      });
     });
-  });
+  }
+
+  /**
+   * Completes the request with the verdict of a verifier that checked
+   * {@link UnverifiedCertificateRequest.proof} itself: for `'valid'` the
+   * request, otherwise the error {@link parseCertificateRequest} gives for
+   * that defect. The caller answers for the verdict: give `'valid'` only for
+   * a signature verified over `proof.signedData` with exactly
+   * `proof.publicKeyBits` and `proof.hash`.
+   *
+   * @throws {@link EncodingError} `ERR_CERTIFICATE_INVALID` (bad signature)
+   * or `ERR_KEY_INVALID` (bad key); a TypeError for another verdict.
+   */
+  accept(verdict: ProofVerdict): CertificateRequest {
+    switch (verdict) {
+      case 'valid':
+        return this.#request;
+      case 'bad-signature':
+        throw malformed(BAD_SIGNATURE);
+      case 'bad-key':
+        throw keyError(new KeyError('the EC point is not on its curve'), 'certificate request');
+      default:
+        throw new TypeError(`unknown proof verdict ${JSON.stringify(verdict)}`);
+    }
+  }
 }
 
 const BAD_SIGNATURE = "signature does not verify with the request's public key (no proof of possession of the private key)";
 
 interface Unverified {
   readonly request: CertificateRequest;
-  readonly signedData: Buffer;
-  readonly hash: string | null;
-  readonly signature: Buffer;
+  readonly proof: CertificateRequestProof;
 }
 
 /** Everything but the signature check. */
@@ -250,7 +370,7 @@ function parseUnverified(input: Uint8Array): Unverified {
   const buf = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
   let info: Tlv;
   let subjectRaw: Buffer;
-  let key: SubjectPublicKey;
+  let key: DecodedSubjectPublicKey;
   let names: { uris: string[]; dnsNames: string[]; ipAddresses: string[] };
   let sigAlg: string;
   let sigParams: Buffer | undefined;
@@ -275,7 +395,7 @@ function parseUnverified(input: Uint8Array): Unverified {
     const subject = r.expect(TAG.SEQUENCE, 'subject');
     subjectRaw = buf.subarray(subject.start, subject.end);
     parseName(subjectRaw);
-    key = readSubjectPublicKey(buf, r.expect(TAG.SEQUENCE, 'subjectPKInfo'));
+    key = readSubjectPublicKey(buf, r.expect(TAG.SEQUENCE, 'subjectPKInfo'), 'certificate request');
     // attributes [0] IMPLICIT SET OF Attribute is not OPTIONAL (RFC 2986 §4.1); Go requires it too.
     if (r.done()) throw new DerError('missing attributes [0] (required by RFC 2986 §4.1, even when empty)', info.start);
     names = readAttributes(buf, r.expect(ctx(0, true), 'attributes [0]'));
@@ -291,9 +411,7 @@ function parseUnverified(input: Uint8Array): Unverified {
   }
   return {
     request: { der: buf, subjectRaw, subjectPublicKey: key, ...names, signatureAlgorithm: sigAlg },
-    signedData: buf.subarray(info.start, info.end),
-    hash,
-    signature,
+    proof: { keyType: key.keyType, publicKeyBits: key.publicKeyBits, hash, signedData: buf.subarray(info.start, info.end), signature },
   };
 }
 
@@ -366,18 +484,18 @@ function ascii(b: Uint8Array, what: string, tlv: Tlv): string {
   return Buffer.from(b).toString('latin1');
 }
 
-function ecdsaHash(oid: string): string | undefined {
+function ecdsaHash(oid: string): 'sha256' | 'sha384' | 'sha512' | undefined {
   return oid === OID.ecdsaWithSha256 ? 'sha256' : oid === OID.ecdsaWithSha384 ? 'sha384' : oid === OID.ecdsaWithSha512 ? 'sha512' : undefined;
 }
 
-function rsaHash(oid: string): string | undefined {
+function rsaHash(oid: string): 'sha256' | 'sha384' | 'sha512' | undefined {
   return oid === OID.sha256WithRsa ? 'sha256' : oid === OID.sha384WithRsa ? 'sha384' : oid === OID.sha512WithRsa ? 'sha512' : undefined;
 }
 
 const NULL_PARAMS = Buffer.from([0x05, 0x00]);
 
 /** The node:crypto digest for the request's signature algorithm and key type; undefined when unsupported. */
-function signatureHash(alg: string, params: Buffer | undefined, keyType: SubjectKeyType): string | null | undefined {
+function signatureHash(alg: string, params: Buffer | undefined, keyType: SubjectKeyType): CertificateRequestProof['hash'] | undefined {
   switch (keyType) {
     case 'ec-p256':
     case 'ec-p384':

@@ -7,7 +7,6 @@
 export {
   ServerCa,
   CA_DEFAULTS,
-  CSR_POOL_MIN_BATCH,
   type ServerCaOptions,
   type X509SvidRequest,
   type SignedX509Svid,

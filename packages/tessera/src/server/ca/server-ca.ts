@@ -14,10 +14,9 @@ import type { SpiffeBundle } from '@tessera/spiffe/bundle';
 import { isSpiffeError } from '@tessera/spiffe/errors';
 import { SpiffeId, TrustDomain } from '@tessera/spiffe/id';
 import { signJwtSvid } from '@tessera/spiffe/svid';
-import { encodeSubjectPublicKeyInfo, parseCertificateRequest, parseCertificateRequestAsync, parseSubjectPublicKeyInfo } from '@tessera/spiffe/x509';
-import type { Logger } from '../../observe/logger.js';
+import { encodeSubjectPublicKeyInfo, parseSubjectPublicKeyInfo } from '@tessera/spiffe/x509';
 import { mergeBundleContributions, type BundleContribution } from './bundle.js';
-import { CsrVerifyPool, type CsrCheck } from './csr-verify-pool.js';
+import { CsrChecker, type CsrCheck, type EcdsaVerifier } from './csr-checker.js';
 import { CaError } from './errors.js';
 import type { CaJournal } from './journal.js';
 import { CA_KEY_TYPES, type CaKeyType, type KeyManager } from './key-manager.js';
@@ -61,38 +60,19 @@ export interface ServerCaOptions {
   readonly bundleRefreshHintSeconds?: number;
   /**
    * Where a CSR's signature is verified: `thread-pool` (default) runs it on
-   * libuv's thread pool, so concurrent requests use a second core and the
-   * event loop stays free (bench: ~+60% throughput with 16 in flight on 2
-   * cores); `inline` verifies on the event loop, ~10–35% faster one request
-   * at a time (no thread hand-off): the better choice on a single core.
+   * libuv's thread pool, so concurrent requests and batches use the other
+   * cores while this thread signs, and the event loop stays free; `inline`
+   * verifies on the event loop (lowest latency one request at a time, the
+   * better choice on a single core).
    */
   readonly csrVerification?: 'thread-pool' | 'inline';
   /**
-   * Worker threads that check CSRs (parse, key import, proof of possession)
-   * for {@link ServerCa.signX509SvidBatch} batches of
-   * {@link CSR_POOL_MIN_BATCH} or more, while this thread signs; `0`: none,
-   * batches are signed like single requests. Started on first use, stopped
-   * by {@link ServerCa.close}. Default `0` (off): measured on 2 cores it
-   * beats inline batches by ~50% but not clearly the default thread-pool
-   * path, and it loses when other jobs hold the second core (docs/ca.md,
-   * Performance). A typical value is `os.availableParallelism() - 1`.
+   * @internal The ECDSA verifier of EC P-256/P-384 CSRs: default the
+   * `@tessera/ecdsa-verify` addon when it is built; `null` verifies every CSR
+   * with node:crypto (tests compare both; bench/ca.bench.ts measures both).
    */
-  readonly csrVerifyWorkers?: number;
-  /** Where CSR verification workers that die are reported (the CA falls back to this thread). */
-  readonly logger?: Pick<Logger, 'warn'>;
-  /** @internal The workers' script, for tests that need one that fails. */
-  readonly csrVerifyWorkerScript?: URL;
+  readonly csrEcdsaVerifier?: EcdsaVerifier | null;
 }
-
-/**
- * Smallest {@link ServerCa.signX509SvidBatch} batch whose CSRs go to the
- * worker pool: below it, the hand-off costs more than it saves (and a single
- * request keeps the lowest latency inline).
- */
-export const CSR_POOL_MIN_BATCH = 8;
-
-/** Most CSR verification workers accepted. */
-const MAX_CSR_WORKERS = 64;
 
 /** A request that passed {@link ServerCa.signX509Svid}'s checks up to its CSR. */
 type CheckedX509SvidRequest = { readonly signer: X509SvidSigner; readonly id: string; readonly ttl: number; readonly dnsNames: readonly string[] } & (
@@ -256,12 +236,7 @@ export class ServerCa {
   readonly #caSubject: CaSubject | undefined;
   readonly #upstream: UpstreamAuthority | undefined;
   readonly #refreshHint: number;
-  readonly #csrInline: boolean;
-  readonly #csrWorkers: number;
-  readonly #csrWorkerScript: URL | undefined;
-  readonly #logger: Pick<Logger, 'warn'> | undefined;
-  #pool: CsrVerifyPool | undefined;
-  #closed = false;
+  readonly #csrs: CsrChecker;
   #state: CaState = EMPTY_STATE;
   /** Private keys of `current` and `next` authorities, by key ID. */
   #keys = new Map<string, KeyObject>();
@@ -288,14 +263,7 @@ export class ServerCa {
     if (o.csrVerification !== undefined && o.csrVerification !== 'inline' && o.csrVerification !== 'thread-pool') {
       throw new CaError('CA_INVALID_CONFIG', `"csrVerification" must be "thread-pool" or "inline", got ${JSON.stringify(o.csrVerification)}`);
     }
-    this.#csrInline = o.csrVerification === 'inline';
-    const workers = o.csrVerifyWorkers ?? 0;
-    if (!Number.isSafeInteger(workers) || workers < 0 || workers > MAX_CSR_WORKERS) {
-      throw new CaError('CA_INVALID_CONFIG', `"csrVerifyWorkers" must be a whole number between 0 (none) and ${MAX_CSR_WORKERS}, got ${String(o.csrVerifyWorkers)}`);
-    }
-    this.#csrWorkers = workers;
-    this.#csrWorkerScript = o.csrVerifyWorkerScript;
-    this.#logger = o.logger;
+    this.#csrs = new CsrChecker({ inline: o.csrVerification === 'inline', ...(o.csrEcdsaVerifier === undefined ? {} : { ecdsa: o.csrEcdsaVerifier }) });
   }
 
   /**
@@ -528,7 +496,8 @@ export class ServerCa {
    * keyEncipherment | keyAgreement (critical), extKeyUsage serverAuth +
    * clientAuth, SKI, AKI; NotBefore = now − 10 s, NotAfter = min(now + TTL,
    * the CA's NotAfter). A CSR's signature is verified first (proof of
-   * possession), on libuv's thread pool unless `csrVerification: 'inline'`.
+   * possession), on libuv's thread pool unless `csrVerification: 'inline'`
+   * (see csr-checker.ts).
    *
    * @throws {@link CaError} `CA_INVALID_REQUEST` (ID, TTL, DNS names, key or
    * CSR) or `CA_NOT_READY` (no active CA).
@@ -536,31 +505,21 @@ export class ServerCa {
   async signX509Svid(request: X509SvidRequest): Promise<SignedX509Svid> {
     const r = this.#checkX509SvidRequest(this.#signer, request);
     if (r.csr === undefined) return this.#signLeaf(r, r.spki);
-    let check: CsrCheck;
-    try {
-      const csr = this.#csrInline ? parseCertificateRequest(r.csr) : await parseCertificateRequestAsync(r.csr);
-      check = { ok: true, spki: csr.subjectPublicKey.spki, uris: csr.uris };
-    } catch (error) {
-      check = { ok: false, error };
-    }
-    return this.#signCsr(r, check);
+    return this.#signCsr(r, await this.#csrs.check(r.csr));
   }
 
   /**
    * Signs a batch of X509-SVIDs as {@link ServerCa.signX509Svid} would one
    * by one — same checks, same certificates, same error per request — but
-   * using more cores: from {@link CSR_POOL_MIN_BATCH} requests on, CSRs are
-   * checked on worker threads (see `csrVerifyWorkers`) and on this thread,
-   * while this thread signs the leaves of those already checked. One result
-   * per request, in order.
+   * cheaper: the CSRs' signatures are verified in chunks on libuv's thread
+   * pool (csr-checker.ts) while this thread signs the leaves of the chunks
+   * already verified. One result per request, in order.
    *
    * @throws {@link CaError} `CA_INVALID_REQUEST` when `requests` is not an
    * array; each request's own failure is its result.
    */
   async signX509SvidBatch(requests: readonly X509SvidRequest[]): Promise<PromiseSettledResult<SignedX509Svid>[]> {
     if (!Array.isArray(requests)) throw invalid('an array of X509-SVID requests is required');
-    const pool = requests.length >= CSR_POOL_MIN_BATCH ? this.#csrPool() : undefined;
-    if (pool === undefined) return Promise.allSettled(requests.map((r) => this.signX509Svid(r)));
     const signer = this.#signer;
     const out = new Array<PromiseSettledResult<SignedX509Svid>>(requests.length);
     const settle = (i: number, sign: () => SignedX509Svid): void => {
@@ -588,27 +547,11 @@ export class ServerCa {
         pending.push({ index: i, request: r });
       }
     });
-    await pool.verify(csrs, (j, check) => {
+    await this.#csrs.checkBatch(csrs, (j, check) => {
       const p = pending[j]!;
       settle(p.index, () => this.#signCsr(p.request, check));
     });
     return out;
-  }
-
-  /** Stops the CSR verification workers, if any ran. Signing still works afterwards, on this thread. */
-  async close(): Promise<void> {
-    this.#closed = true;
-    await this.#pool?.close();
-  }
-
-  #csrPool(): CsrVerifyPool | undefined {
-    if (this.#closed || this.#csrWorkers === 0) return undefined;
-    this.#pool ??= new CsrVerifyPool({
-      size: this.#csrWorkers,
-      ...(this.#csrWorkerScript === undefined ? {} : { script: this.#csrWorkerScript }),
-      onWorkerError: (message, error) => this.#logger?.warn(message, { error }),
-    });
-    return this.#pool.available ? this.#pool : undefined;
   }
 
   /** The checks of {@link ServerCa.signX509Svid} before the CSR's. */
