@@ -49,7 +49,7 @@ static uint8_t check_one(const uint32_t* d, const uint8_t* data) {
   const uint8_t* msg = data + d[4];
   const uint8_t* sig = data + d[6];
   size_t coord = curve == CURVE_P256 ? 32 : 48;
-  if (d[3] != 1 + 2 * coord || point[0] != 0x04) return RESULT_BAD_KEY;
+  if (d[3] != 1 + 2 * coord || point[0] != 0x04) return RESULT_BAD_KEY;  // length first: an empty point is never read
   unsigned char digest[SHA512_DIGEST_LENGTH];
   size_t digest_len;
   switch (hash) {
@@ -110,7 +110,7 @@ static int read_args(napi_env env, napi_callback_info info, uint32_t** desc, siz
   *data_len = len;
   for (size_t i = 0; i < *n; i++) {
     const uint32_t* d = *desc + WORDS * i;
-    int ok = (d[0] == CURVE_P256 || d[0] == CURVE_P384) && d[1] >= HASH_SHA256 && d[1] <= HASH_SHA512 && d[3] >= 1 && d[7] <= INT32_MAX;
+    int ok = (d[0] == CURVE_P256 || d[0] == CURVE_P384) && d[1] >= HASH_SHA256 && d[1] <= HASH_SHA512 && d[7] <= INT32_MAX;
     for (int f = 2; ok && f < WORDS; f += 2) ok = (uint64_t)d[f] + d[f + 1] <= len;
     if (!ok) {
       napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "desc: unknown curve or hash, or a range outside data");

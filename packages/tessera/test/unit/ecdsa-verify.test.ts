@@ -176,6 +176,7 @@ describe('@tessera/ecdsa-verify', () => {
       { ...check, point: flip(check.point, 64) },
       { ...check, point: compressed },
       { ...check, point: Buffer.of(0) },
+      { ...check, point: Buffer.alloc(0) },
       { ...check, point: Buffer.concat([Buffer.of(4), Buffer.alloc(64)]) },
       { ...check, point: check.point.subarray(0, 64) },
       { ...check, point: Buffer.concat([check.point, Buffer.of(0)]) },
@@ -247,7 +248,6 @@ describe('@tessera/ecdsa-verify', () => {
       [Uint32Array.of(3, 1, 0, 1, 0, 1, 0, 1), data, RangeError], // unknown curve
       [Uint32Array.of(1, 4, 0, 1, 0, 1, 0, 1), data, RangeError], // unknown hash
       [Uint32Array.of(1, 1, 0xffffffff, 2, 0, 1, 0, 1), data, RangeError], // offset + length overflows 32 bits
-      [Uint32Array.of(1, 1, 0, 0, 0, 1, 0, 1), data, RangeError], // empty point
       [new Uint8Array(8), data, TypeError],
       [new Uint32Array(8), new Uint16Array(4), TypeError],
       [undefined, undefined, TypeError],
@@ -256,7 +256,9 @@ describe('@tessera/ecdsa-verify', () => {
       assert.throws(() => binding.verify(d, x), E);
       assert.throws(() => binding.verifyAsync(d, x), E);
     }
-    // A well-formed descriptor over garbage is a verdict, not an error.
+    // A well-formed descriptor over garbage, or with empty fields, is a verdict, not an error.
     assert.deepEqual([...binding.verify(Uint32Array.of(1, 1, 0, 1, 0, 10, 0, 10), data)], [ecdsa.BAD_KEY]);
+    assert.deepEqual([...binding.verify(Uint32Array.of(1, 1, 0, 0, 0, 0, 0, 0), data)], [ecdsa.BAD_KEY]);
+    assert.deepEqual([...(await binding.verifyAsync(Uint32Array.of(2, 3, 10, 0, 10, 0, 10, 0), data))], [ecdsa.BAD_KEY]);
   });
 });
