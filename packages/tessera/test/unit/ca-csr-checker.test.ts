@@ -177,6 +177,15 @@ const fakeErroringVerifier: EcdsaVerifier = {
   verifyEcdsa: (checks) => new Uint8Array(checks.length).fill(nativeEcdsa.ERROR),
   verifyEcdsaAsync: async (checks) => new Uint8Array(checks.length).fill(nativeEcdsa.ERROR),
 };
+/** A fake verifier that throws, even where a promise is expected. */
+const fakeSyncThrowingVerifier: EcdsaVerifier = {
+  verifyEcdsa: () => {
+    throw new Error('fake verifier: boom');
+  },
+  verifyEcdsaAsync: () => {
+    throw new Error('fake verifier: boom');
+  },
+};
 /** A fake verifier that throws and rejects. */
 const fakeThrowingVerifier: EcdsaVerifier = {
   verifyEcdsa: () => {
@@ -224,7 +233,7 @@ describe('CsrChecker', () => {
   test('a verifier that answers ERROR or fails: node:crypto decides, with the same results and none lost', async () => {
     const csrs = mixedCsrs();
     const reference = await checkAll(new CsrChecker({ inline: true, ecdsa: null }), csrs);
-    for (const ecdsa of [fakeErroringVerifier, fakeThrowingVerifier]) {
+    for (const ecdsa of [fakeErroringVerifier, fakeThrowingVerifier, fakeSyncThrowingVerifier]) {
       for (const inline of [true, false]) {
         const got = await checkAll(new CsrChecker({ inline, ecdsa }), csrs);
         csrs.forEach((_, i) => assertSameCheck(got[i]!, reference[i]!, `inline ${inline}, CSR ${i}`));

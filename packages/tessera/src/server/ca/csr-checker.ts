@@ -154,8 +154,15 @@ export class CsrChecker {
       if (chunk.length > 0) settle(chunk, this.#verifyHere(verifier!, chunk));
     } else {
       const size = Math.min(MAX_CHUNK, Math.max(MIN_CHUNK, Math.ceil(csrs.length / (CHUNKS_PER_LANE * this.#parallelism))));
-      const verify = (chunk: readonly EcItem[]): Promise<Uint8Array> | undefined =>
-        chunk.length === 0 ? undefined : verifier.verifyEcdsaAsync(chunk.map((i) => i.check)).catch(() => new Uint8Array(chunk.length).fill(nativeEcdsa.ERROR));
+      const verify = (chunk: readonly EcItem[]): Promise<Uint8Array> | undefined => {
+        if (chunk.length === 0) return undefined;
+        const lost = (): Uint8Array => new Uint8Array(chunk.length).fill(nativeEcdsa.ERROR);
+        try {
+          return verifier.verifyEcdsaAsync(chunk.map((i) => i.check)).catch(lost);
+        } catch {
+          return Promise.resolve(lost());
+        }
+      };
       const lane = async (): Promise<void> => {
         let chunk = take(size);
         let pending = verify(chunk);
