@@ -1,5 +1,6 @@
 /**
- * What the process benchmarks share: rounding and percentiles, /proc
+ * What the benchmarks share: rounding, percentiles and medians, a timed
+ * loop of synchronous calls, /proc
  * readings of a process (RSS, CPU), stopping only the processes a bench
  * spawned (by PID), a watchdog around `main`, and a raw Workload API client.
  */
@@ -16,6 +17,21 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 /** The p-th percentile (nearest rank) of ascending `sorted`. */
 export const percentile = (sorted: readonly number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 export const sortNum = (xs: readonly number[]): number[] => [...xs].sort((a, b) => a - b);
+/** The middle value (upper middle for an even count): the figure of a set of interleaved rounds. */
+export const median = (xs: readonly number[]): number => sortNum(xs)[Math.floor(xs.length / 2)]!;
+
+/** Calls per second of a synchronous function over `budgetMs` (the clock read every 20 calls). */
+export function syncRate(fn: (i: number) => void, budgetMs: number): number {
+  let n = 0;
+  const start = performance.now();
+  let now = start;
+  while (now - start < budgetMs) {
+    for (let i = 0; i < 20; i++) fn(n + i);
+    n += 20;
+    now = performance.now();
+  }
+  return (n * 1000) / (now - start);
+}
 
 /** VmRSS / VmHWM of a process in MiB. */
 export function memory(pid: number): { rssMiB: number; peakRssMiB: number } {

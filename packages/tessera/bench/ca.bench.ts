@@ -22,6 +22,7 @@ import { TrustDomain } from '@tessera/spiffe/id';
 import { verifyX509Svid } from '@tessera/spiffe/svid';
 import * as nativeEcdsa from '@tessera/ecdsa-verify';
 import { buildCertificateRequest, encodeSubjectPublicKeyInfo, parseCertificateRequest, parseSubjectPublicKeyInfo, parseUnverifiedCertificateRequest } from '@tessera/spiffe/x509';
+import { median, round, syncRate as opsPerRound } from './bench-tools.js';
 import { MemoryCaJournal, MemoryKeyManager, mintCaCertificate, ServerCa, X509SvidSigner, type CaKeyType, type ServerCaOptions } from '../src/server/ca/index.js';
 
 const BUDGET_MS = Number(process.env['BENCH_BUDGET_MS'] ?? 1000);
@@ -33,17 +34,7 @@ const INPUTS = 512;
 const ID = 'spiffe://bench.example/ns/default/sa/web';
 
 /** Operations per second of a synchronous function over one round. */
-function syncRate(fn: (i: number) => void): number {
-  let n = 0;
-  const start = performance.now();
-  let now = start;
-  while (now - start < BUDGET_MS) {
-    for (let i = 0; i < 20; i++) fn(n + i);
-    n += 20;
-    now = performance.now();
-  }
-  return (n * 1000) / (now - start);
-}
+const syncRate = (fn: (i: number) => void): number => opsPerRound(fn, BUDGET_MS);
 
 /** Items per second of an async function handling `size` items per call, one call at a time. */
 async function batchRate(size: number, fn: (first: number) => Promise<unknown>): Promise<number> {
@@ -67,11 +58,6 @@ async function asyncRate(concurrency: number, fn: (i: number) => Promise<unknown
   return (n * 1000) / (performance.now() - start);
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-};
-const round = (x: number, d = 0): number => Math.round(x * 10 ** d) / 10 ** d;
 
 interface Scenario {
   readonly name: string;
@@ -99,7 +85,7 @@ async function measure(scenarios: readonly Scenario[]): Promise<Record<string, n
     }
   }
   return {
-    ...Object.fromEntries(Object.entries(rounds).map(([k, v]) => [k, round(median(v))])),
+    ...Object.fromEntries(Object.entries(rounds).map(([k, v]) => [k, round(median(v), 0)])),
     ...Object.fromEntries(Object.entries(cores).map(([k, v]) => [k, round(median(v), 2)])),
   };
 }

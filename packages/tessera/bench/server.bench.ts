@@ -42,7 +42,7 @@ import { unixSocketTransport } from '../src/grpc/unix-client.js';
 import { joinTokenAgentId } from '../src/server/api/agent-admin.js';
 import { agentClient, attestJoinToken, SyncStream, type AgentApiTarget, type Attested } from './agent-client.js';
 import { freePort } from '../test/helpers/processes.js';
-import { cpuMs, killNow, memory, percentile, round, runWithWatchdog, sleep, stopProcess } from './bench-tools.js';
+import { cpuMs, killNow, median, memory, percentile, round, runWithWatchdog, sleep, stopProcess, syncRate } from './bench-tools.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const BIN = resolve(here, '../../bin/tessera.js');
@@ -328,13 +328,7 @@ async function batchSigning(s: ServerProc): Promise<Record<string, unknown>> {
   const clientCpuMsPerSvid: number[] = [];
   let n = 0;
   for (let r = 0; r < SIGN_ROUNDS; r++) {
-    let signs = 0;
-    const r0 = performance.now();
-    while (performance.now() - r0 < 1000) {
-      for (let i = 0; i < 20; i++) sign('sha256', tbs, rawKey);
-      signs += 20;
-    }
-    raw.push((signs * 1000) / (performance.now() - r0));
+    raw.push(syncRate(() => sign('sha256', tbs, rawKey), 1000));
     const cpu0 = cpuMs(s.pid);
     const own0 = process.cpuUsage();
     const t0 = performance.now();
@@ -354,9 +348,8 @@ async function batchSigning(s: ServerProc): Promise<Record<string, unknown>> {
     const own = process.cpuUsage(own0);
     clientCpuMsPerSvid.push((own.user + own.system) / 1000 / signed);
   }
-  const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  const rawMed = med(raw);
-  const svidMed = med(svidsPerSec);
+  const rawMed = median(raw);
+  const svidMed = median(svidsPerSec);
   return {
     csrsPerCall: BATCH,
     callsInFlight: SIGN_CALLERS,
@@ -365,9 +358,9 @@ async function batchSigning(s: ServerProc): Promise<Record<string, unknown>> {
     svidsPerSec: round(svidMed, 0),
     rawP256SignPerSec: round(rawMed, 0),
     ratioToRawSign: round(svidMed / rawMed, 3),
-    serverCpuMicrosPerSvid: round(med(serverCpuMsPerSvid) * 1000, 1),
+    serverCpuMicrosPerSvid: round(median(serverCpuMsPerSvid) * 1000, 1),
     /** The bench's own CPU (building requests, TLS, decoding 500 SVIDs per response): it shares the cores with the server. */
-    clientCpuMicrosPerSvid: round(med(clientCpuMsPerSvid) * 1000, 1),
+    clientCpuMicrosPerSvid: round(median(clientCpuMsPerSvid) * 1000, 1),
     perRound: svidsPerSec.map((v, i) => ({ svidsPerSec: round(v, 0), rawSignPerSec: round(raw[i]!, 0) })),
   };
 }
